@@ -1,0 +1,41 @@
+# make run   - set up .venv, migrate, load the demo catalog and partner, serve on 127.0.0.1:$(PORT)
+# make test  - run the whole test suite against a throwaway PostgreSQL (.ci/with-postgres)
+# make lint  - ruff
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+PYTEST_ARGS ?=
+export PORT
+
+.PHONY: help run test lint venv
+
+help:
+	@echo "make run    serve the API and the issuance workers on http://127.0.0.1:$(PORT) (demo data)"
+	@echo "make test   run the test suite against a throwaway PostgreSQL (PYTEST_ARGS=... to select)"
+	@echo "make lint   ruff check"
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is needed (python3.11 not found)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	CM_DEV=1 WEBHOOK_ALLOW_PRIVATE_TARGETS=1 $(PY) manage.py run_demo
+
+# pytest's exit status decides; 5 (no tests collected) fails like any other non-zero status.
+test: venv
+	CM_DEV=1 bash .ci/with-postgres $(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .

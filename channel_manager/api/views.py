@@ -1,0 +1,242 @@
+"""The partner API: parse, authorize, call one service, render."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import urlencode
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from channel_manager import selectors, services
+from channel_manager.api import serializers as s
+from channel_manager.models import Order, Partner
+from channel_manager.presenters import order_dict
+from channel_manager.problems import Problem, flatten_errors, validation_problem
+
+PAGE_SIZE = 50
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="1–255 characters. A repeat with the same key and request replays the stored response "
+    "(header Idempotent-Replayed: true); the same key with another request answers 422.",
+)
+
+
+def problems(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(s.ProblemSerializer, description="application/problem+json") for code in codes}
+
+
+COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429)
+
+
+def parse(serializer_class: type, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise validation_problem([{"field": "", "message": "The body must be a JSON object."}])
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        raise validation_problem(flatten_errors(serializer.errors))
+    return serializer.validated_data
+
+
+def order_input_from(data: dict[str, Any]) -> services.OrderInput:
+    lines = []
+    for line in data["items"]:
+        wallet = line.get("wallet") or {}
+        refs = wallet.get("externalReferenceNumbers")
+        lines.append(
+            services.LineInput(
+                item_code=line["itemId"],
+                quantity=line["quantity"],
+                visit_date=line["visitDate"],
+                visit_time=line.get("visitTime"),
+                external_reference_numbers=tuple(refs) if refs is not None else None,
+                component_schedule=tuple(
+                    services.ComponentVisit(
+                        item_code=v["itemId"], visit_date=v["visitDate"], visit_time=v.get("visitTime")
+                    )
+                    for v in (wallet.get("componentSchedule") or [])
+                ),
+            )
+        )
+    customer = data.get("customer")
+    if customer is not None:
+        customer = {key: customer.get(key) for key in s.CustomerSerializer().fields}
+    return services.OrderInput(
+        sell_to_order_reference=data["sellToOrderReference"],
+        payment_reference=data.get("paymentReference") or None,
+        customer=customer,
+        lines=tuple(lines),
+    )
+
+
+def check_partner(body: Any, partner: Partner) -> None:
+    """The body's partnerId must be the key's partner."""
+    if isinstance(body, dict) and isinstance(body.get("partnerId"), str) and body["partnerId"] != partner.partner_id:
+        raise Problem(403, "partner_mismatch", "The body's partnerId is not the partner of this API key.")
+
+
+class PartnerAPIView(APIView):
+    # URL kwargs are named as the contract names them (orderId), hence the camelCase arguments.
+    @property
+    def partner(self) -> Partner:
+        return self.request.user
+
+    def get_order(self, order_id: str, *, with_contents: bool = False) -> Order:
+        order = selectors.get_partner_order(partner=self.partner, order_id=order_id, with_contents=with_contents)
+        if order is None:
+            raise Problem(404, "not_found", "No such order.")
+        return order
+
+    def render_order(self, order: Order, status_code: int = 200, headers: dict | None = None) -> Response:
+        fresh = selectors.get_partner_order(partner=self.partner, order_id=str(order.order_id))
+        return Response(order_dict(fresh), status=status_code, headers=headers)
+
+
+class OrderCollectionView(PartnerAPIView):
+    @extend_schema(
+        operation_id="createOrder",
+        summary="Submit an order",
+        request=s.OrderRequestSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={202: s.OrderSerializer, **problems(*COMMON_ERRORS)},
+        description="Accepts the order as Submitted and returns at once; issuance runs in the background. "
+        "A second submission of the same (partnerId, sellToOrderReference) answers 400 duplicate_order "
+        "with the existing orderId.",
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        check_partner(body, self.partner)
+        data = parse(s.OrderRequestSerializer, body)
+        order = services.create_order(partner=self.partner, order_input=order_input_from(data))
+        return self.render_order(order, status.HTTP_202_ACCEPTED, {"Location": f"/channelManager/{order.order_id}"})
+
+    @extend_schema(
+        operation_id="findOrders",
+        summary="Find the partner's orders, newest first",
+        parameters=[
+            OpenApiParameter("sellToOrderReference", OpenApiTypes.STR),
+            OpenApiParameter("status", OpenApiTypes.STR, enum=[c for c, _ in s.OrderStatus.choices]),
+            OpenApiParameter("updatedSince", OpenApiTypes.DATETIME, description="RFC 3339"),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's `next`."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description=f"Page size, 1–100 (default {PAGE_SIZE})."),
+        ],
+        responses={200: s.OrderPageSerializer, **problems(400, 401, 403, 429)},
+    )
+    def get(self, request: Request) -> Response:
+        query = s.FindOrdersQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            raise validation_problem(flatten_errors(query.errors))
+        params = query.validated_data
+        limit = params.get("limit", PAGE_SIZE)
+        queryset = selectors.find_partner_orders(
+            partner=self.partner,
+            sell_to_order_reference=params.get("sellToOrderReference"),
+            status=params.get("status"),
+            updated_since=params.get("updatedSince"),
+        )
+        if "cursor" in params:
+            queryset = queryset.filter(id__lt=decode_cursor(params["cursor"]))
+        page = list(selectors.orders_with_contents(queryset)[: limit + 1])
+        next_url = None
+        if len(page) > limit:
+            page = page[:limit]
+            query_params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+            query_params["cursor"] = encode_cursor(page[-1].pk)
+            next_url = request.build_absolute_uri(request.path) + "?" + urlencode(query_params)
+        return Response({"results": [order_dict(o) for o in page], "next": next_url})
+
+
+def encode_cursor(pk: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{pk}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        if kind != "o" or not value.isdigit():
+            raise ValueError(cursor)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise validation_problem([{"field": "cursor", "message": "Not a cursor this API returned."}]) from None
+
+
+class OrderDetailView(PartnerAPIView):
+    @extend_schema(
+        operation_id="getOrder",
+        summary="Get an order",
+        responses={200: s.OrderSerializer, **problems(401, 403, 404, 429)},
+    )
+    def get(self, request: Request, orderId: str) -> Response:
+        return Response(order_dict(self.get_order(orderId, with_contents=True)))
+
+    @extend_schema(
+        operation_id="replaceOrder",
+        summary="Replace a Draft or Error order's contents and re-issue it",
+        request=s.ReplaceOrderRequestSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={202: s.OrderSerializer, **problems(*COMMON_ERRORS, 404, 409)},
+        description="Only in Draft or Error (else 409 invalid_state). Identity fields (orderId, partnerId, "
+        "sellToOrderReference, buyFromOrderReference) may be sent but must match. Destroys every wallet "
+        "of the order and re-issues.",
+    )
+    def put(self, request: Request, orderId: str) -> Response:
+        body = request.data
+        check_partner(body, self.partner)
+        order = self.get_order(orderId)
+        data = parse(s.ReplaceOrderRequestSerializer, body)
+        identity = {
+            "orderId": str(order.order_id),
+            "sellToOrderReference": order.sell_to_order_reference,
+            "buyFromOrderReference": order.buy_from_order_reference,
+        }
+        mismatched = [
+            {"field": field, "message": f"Must be {expected!r}: an order's identity never changes."}
+            for field, expected in identity.items()
+            if field in data and data[field] != expected
+        ]
+        if mismatched:
+            raise validation_problem(mismatched)
+        order = services.replace_order(order=order, order_input=order_input_from(data))
+        return self.render_order(order, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="deleteOrder",
+        summary="Cancel an Issued order, or delete a Draft or Error order",
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            200: OpenApiResponse(s.OrderSerializer, description="Issued → Cancelled, or already Cancelled."),
+            204: OpenApiResponse(description="Draft or Error order deleted; its partner reference is free."),
+            **problems(401, 403, 404, 409, 422, 429),
+        },
+    )
+    def delete(self, request: Request, orderId: str) -> Response:
+        order = self.get_order(orderId)
+        kept = services.delete_order(order=order)
+        if kept is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return self.render_order(kept)
+
+
+class OrderConfirmView(PartnerAPIView):
+    @extend_schema(
+        operation_id="confirmOrder",
+        summary="Confirm a Draft order with its paymentReference",
+        request=s.ConfirmRequestSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={200: s.OrderSerializer, **problems(*COMMON_ERRORS, 404, 409)},
+        examples=[OpenApiExample("confirm", value={"paymentReference": "PAY-77812"}, request_only=True)],
+        description="Draft → Issued. On an Issued order a no-op that returns the order unchanged.",
+    )
+    def post(self, request: Request, orderId: str) -> Response:
+        order = self.get_order(orderId)
+        data = parse(s.ConfirmRequestSerializer, request.data)
+        order = services.confirm_order(order=order, payment_reference=data["paymentReference"])
+        return self.render_order(order)

@@ -1,0 +1,91 @@
+"""Partner API keys: `Authorization: Bearer <apiKey>`, answered exactly as the contract says."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, permissions
+from rest_framework.request import Request
+
+from channel_manager.models import ApiKey, Partner
+from channel_manager.problems import Problem
+
+KEY_PREFIX = "cmk_"
+
+
+def key_digest(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 200:
+        return None
+    return token
+
+
+def partner_for_key(raw_key: str | None) -> Partner | None:
+    """The partner owning an unrevoked key, in one query; None for a missing or unknown key."""
+    if not raw_key:
+        return None
+    key = (
+        ApiKey.objects.select_related("partner")
+        .filter(digest=key_digest(raw_key), revoked_at__isnull=True)
+        .only("id", "partner__id", "partner__partner_id", "partner__name", "partner__active_from", "partner__enabled")
+        .first()
+    )
+    return key.partner if key else None
+
+
+def partnership_problem(partner: Partner) -> Problem | None:
+    """Why this partner may not call the API right now, if it may not."""
+    if not partner.enabled:
+        return Problem(403, "partnership_disabled", "This partnership is disabled.")
+    if partner.active_from > timezone.now():
+        return Problem(
+            403,
+            "partnership_not_active",
+            f"This partnership is active from {partner.active_from.isoformat().replace('+00:00', 'Z')}.",
+        )
+    return None
+
+
+class PartnerApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request: Request):
+        raw = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
+        partner = getattr(request._request, "cm_partner", None)  # resolved once by the middleware
+        if partner is None:
+            partner = partner_for_key(raw)
+        if partner is None:
+            raise Problem(401, "not_authenticated", "Send a valid API key as 'Authorization: Bearer <apiKey>'.",
+                          headers={"WWW-Authenticate": 'Bearer realm="channel-manager"'})
+        return (partner, raw)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="channel-manager"'
+
+
+class IsActivePartner(permissions.BasePermission):
+    def has_permission(self, request: Request, view) -> bool:
+        partner = request.user
+        if not isinstance(partner, Partner):
+            raise Problem(401, "not_authenticated", "Send a valid API key as 'Authorization: Bearer <apiKey>'.")
+        problem = partnership_problem(partner)
+        if problem:
+            raise problem
+        return True
+
+
+class PartnerApiKeyScheme(OpenApiAuthenticationExtension):
+    """Documents the bearer API key in the OpenAPI schema."""
+
+    target_class = PartnerApiKeyAuthentication
+    name = "partnerApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "The partner's API key."}

@@ -1,0 +1,151 @@
+"""Idempotency-Key for every partner write, as the contract's "Retries and idempotency".
+
+The key is bound to a hash of method, path and body. A row per (partner, key) is claimed in its
+own committed transaction, so a concurrent repeat sees it and answers 409. The request then runs
+in a transaction that also stores its response: either both the change and the stored response
+commit, or neither does (a crash leaves only the claim, which expires and is taken over).
+Responses 409, 429 and 5xx are not stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from django.conf import settings
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from channel_manager.authentication import bearer_token, partner_for_key, partnership_problem
+from channel_manager.models import IdempotencyRecord
+from channel_manager.problems import problem_response, unavailable
+
+HEADER = "HTTP_IDEMPOTENCY_KEY"
+WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/")
+REPLAYED_HEADERS = ("Content-Type", "Location")
+
+
+def is_partner_api(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
+def request_hash(request: HttpRequest) -> str:
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.get_full_path().encode(), request.body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def stored_response(record: IdempotencyRecord) -> HttpResponse:
+    response = HttpResponse(bytes(record.response_body or b""), status=record.response_status)
+    for name, value in record.response_headers.items():
+        response[name] = value
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def should_store(status_code: int) -> bool:
+    return not (status_code in (409, 429) or status_code >= 500)
+
+
+class IdempotencyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        key = request.META.get(HEADER)
+        if key is None or request.method not in WRITE_METHODS or not is_partner_api(request.path):
+            return self.get_response(request)
+        if not 1 <= len(key) <= 255:
+            return problem_response(
+                400, "validation_error", "Idempotency-Key must be 1–255 characters.",
+                errors=[{"field": "Idempotency-Key", "message": "Must be 1–255 characters."}],
+            )
+        try:
+            partner = partner_for_key(bearer_token(request.META.get("HTTP_AUTHORIZATION")))
+            if partner is None or partnership_problem(partner) is not None:
+                return self.get_response(request)  # the API answers 401/403; nothing to remember
+            request.cm_partner = partner
+            fingerprint = request_hash(request)
+            record, claimed = self._claim(partner.pk, key, fingerprint)
+        except (OperationalError, InterfaceError):
+            return unavailable()
+        if not claimed:
+            return self._answer_repeat(record, fingerprint)
+        try:
+            return self._run_once(request, record)
+        except (OperationalError, InterfaceError):
+            return unavailable()
+
+    def _run_once(self, request: HttpRequest, record: IdempotencyRecord) -> HttpResponse:
+        try:
+            with transaction.atomic():
+                response = self.get_response(request)
+                if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                    response.render()
+                if should_store(response.status_code):
+                    record.response_status = response.status_code
+                    record.response_headers = {h: response[h] for h in REPLAYED_HEADERS if response.has_header(h)}
+                    record.response_body = response.content
+                    record.locked_at = None
+                    record.save(update_fields=["response_status", "response_headers", "response_body", "locked_at"])
+                    return response
+                # Not stored: make sure nothing the request did survives a 5xx.
+                transaction.set_rollback(response.status_code >= 500)
+        except Exception:
+            IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+            raise
+        # Not stored: free the key so the partner can retry with it.
+        IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+        return response
+
+    def _claim(self, partner_pk: int, key: str, fingerprint: str) -> tuple[IdempotencyRecord, bool]:
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    partner_id=partner_pk, key=key, request_hash=fingerprint, locked_at=now
+                )
+            return record, True
+        except IntegrityError:
+            pass
+        record = IdempotencyRecord.objects.filter(partner_id=partner_pk, key=key).first()
+        if record is None:  # deleted between our insert and read: the first request gave up
+            return self._claim(partner_pk, key, fingerprint)
+        stale = now - dt.timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
+        expired = now - dt.timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
+        if record.created_at < expired or (
+            record.response_status is None and record.locked_at is not None and record.locked_at < stale
+        ):
+            # A claim whose request died (its changes rolled back with it), or an expired key:
+            # take it over, atomically, so that only one repeat wins.
+            taken = IdempotencyRecord.objects.filter(
+                pk=record.pk, locked_at=record.locked_at, created_at=record.created_at
+            ).update(
+                request_hash=fingerprint, locked_at=now, created_at=now,
+                response_status=None, response_headers={}, response_body=None,
+            )
+            if taken:
+                record.refresh_from_db()
+                return record, True
+            record.refresh_from_db()
+        return record, False
+
+    def _answer_repeat(self, record: IdempotencyRecord, fingerprint: str) -> HttpResponse:
+        if record.request_hash != fingerprint:
+            return problem_response(
+                422, "idempotency_key_reused",
+                "This Idempotency-Key was used for a different request; use a new key for a new request.",
+            )
+        if record.response_status is None:
+            return problem_response(
+                409, "idempotency_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        return stored_response(record)
+
+

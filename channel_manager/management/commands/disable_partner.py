@@ -1,0 +1,26 @@
+"""`manage.py disable_partner PARTNER_ID`"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from channel_manager import services
+from channel_manager.models import Partner
+
+
+class Command(BaseCommand):
+    help = "Switch a partnership off: its API requests answer 403 partnership_disabled."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("partner_id", metavar="PARTNER_ID")
+
+    def handle(self, *args, partner_id: str, **options) -> None:
+        partner = Partner.objects.filter(partner_id=partner_id).first()
+        if partner is None:
+            raise CommandError(f"No partner with partnerId {partner_id!r}.")
+        was = partner.enabled
+        services.set_partner_enabled(partner=partner, enabled=False)
+        if not was:
+            self.stdout.write(f"Partner {partner.partner_id} was already disabled.")
+        else:
+            self.stdout.write(f"Partner {partner.partner_id} disabled.")

@@ -1,0 +1,60 @@
+"""Guards in front of the partner API: body size and media type, and problem+json for failures
+that happen outside a view's own error handling (the database going away, a bug)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+
+from channel_manager.idempotency import is_partner_api
+from channel_manager.problems import PROBLEM_CONTENT_TYPE, problem_response, unavailable
+
+logger = logging.getLogger(__name__)
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+class ApiGuardMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not is_partner_api(request.path):
+            return self.get_response(request)
+        if request.method in BODY_METHODS:
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > settings.MAX_REQUEST_BODY_BYTES:
+                return problem_response(
+                    413, "payload_too_large", f"The body is over {settings.MAX_REQUEST_BODY_BYTES} bytes."
+                )
+            if length > 0 and not is_json_media_type(request.META.get("CONTENT_TYPE", "")):
+                return problem_response(415, "unsupported_media_type", "Send the body as application/json.")
+        response = self.get_response(request)
+        if response.status_code >= 500 and response.get("Content-Type") != PROBLEM_CONTENT_TYPE:
+            if response.status_code == 503:
+                return unavailable()
+            return problem_response(500, "internal_error", "Something went wrong on our side; nothing was changed.")
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_partner_api(request.path):
+            return None
+        if isinstance(exception, OperationalError | InterfaceError):
+            logger.warning("database unavailable: %s", exception)
+            return unavailable()
+        if isinstance(exception, DatabaseError):
+            logger.exception("database error")
+        else:
+            logger.exception("unhandled error in the partner API")
+        return problem_response(500, "internal_error", "Something went wrong on our side; nothing was changed.")

@@ -1,0 +1,93 @@
+"""Orders as the partner API shows them. Plain dicts (the documented shapes are in
+api/serializers.py): a 500-wallet order renders without per-field serializer overhead."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from channel_manager.models import Order
+from wallets.selectors import manifest_url
+
+CUSTOMER_FIELDS = ("firstName", "lastName", "email", "phone", "country", "language")
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def hhmm(value: dt.time | None) -> str | None:
+    return value.strftime("%H:%M") if value is not None else None
+
+
+def money(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def asset_dict(asset) -> dict[str, Any]:
+    out = {
+        "assetType": asset.asset_type,
+        "assetNumber": asset.asset_number,
+        "itemId": asset.item_code,
+        "name": asset.name,
+        "visitDate": asset.visit_date.isoformat(),
+        "visitTime": hhmm(asset.visit_time),
+    }
+    if asset.asset_type == "coupon":
+        out["description"] = asset.description
+        out["validUntil"] = asset.valid_until.isoformat() if asset.valid_until else None
+    else:
+        out["admits"] = asset.admits
+    return out
+
+
+def wallet_dict(wallet) -> dict[str, Any]:
+    return {
+        "walletReferenceNumber": wallet.wallet_reference_number,
+        "externalReferenceNumber": wallet.external_reference_number,
+        "assets": [asset_dict(a) for a in wallet.assets.all()],
+        "manifestUrl": manifest_url(wallet.manifest_token) if wallet.manifest_token else None,
+    }
+
+
+def order_dict(order: Order) -> dict[str, Any]:
+    """Needs an order from selectors.orders_with_contents (live_wallets prefetched)."""
+    wallets_by_line: dict[int, list] = {}
+    for wallet in order.live_wallets:
+        wallets_by_line.setdefault(wallet.line_id, []).append(wallet)
+    customer = order.customer
+    return {
+        "orderId": str(order.order_id),
+        "partnerId": order.partner.partner_id,
+        "sellToOrderReference": order.sell_to_order_reference,
+        "buyFromOrderReference": order.buy_from_order_reference,
+        "status": order.status,
+        "statusMessage": order.status_message,
+        "paymentReference": order.payment_reference,
+        "customer": None if customer is None else {f: customer.get(f) for f in CUSTOMER_FIELDS},
+        "currency": order.currency,
+        "totalAmount": money(order.total_amount),
+        "createdAt": timestamp(order.created_at),
+        "updatedAt": timestamp(order.updated_at),
+        "items": [
+            {
+                "lineNumber": line.line_number,
+                "itemId": line.item_code,
+                "itemType": line.item_type,
+                "quantity": line.quantity,
+                "visitDate": line.visit_date.isoformat(),
+                "visitTime": hhmm(line.visit_time),
+                "unitPrice": money(line.unit_price),
+                "lineTotal": money(line.line_total),
+                "wallet": {
+                    "externalReferenceNumbers": list(line.external_reference_numbers or []),
+                    "componentSchedule": list(line.component_schedule or []),
+                },
+                "wallets": [wallet_dict(w) for w in wallets_by_line.get(line.pk, [])],
+            }
+            for line in sorted(order.lines.all(), key=lambda ln: ln.line_number)
+        ],
+    }

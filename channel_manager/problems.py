@@ -1,0 +1,180 @@
+"""RFC 9457 problem+json errors with the contract's stable codes, and the DRF exception handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_BASE = "https://errors.channel-manager.example/"
+
+TITLES = {
+    "validation_error": "Invalid request",
+    "malformed_json": "Malformed JSON",
+    "duplicate_order": "Duplicate order",
+    "reference_in_use": "External reference already in use",
+    "not_authenticated": "Not authenticated",
+    "partnership_not_active": "Partnership not active yet",
+    "partnership_disabled": "Partnership disabled",
+    "partner_mismatch": "Partner mismatch",
+    "permission_denied": "Permission denied",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "not_acceptable": "Not acceptable",
+    "invalid_state": "Operation not allowed in the order's status",
+    "idempotency_in_progress": "Request with this Idempotency-Key still in progress",
+    "payload_too_large": "Payload too large",
+    "unsupported_media_type": "Unsupported media type",
+    "idempotency_key_reused": "Idempotency-Key reused with a different request",
+    "rate_limited": "Too many requests",
+    "service_unavailable": "Service temporarily unavailable",
+    "internal_error": "Internal error",
+}
+
+
+class Problem(exceptions.APIException):
+    """An error the API answers as problem+json. Raise it from views and services."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        detail: str,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra or {}
+        self.headers = headers or {}
+        super().__init__(detail=detail, code=code)
+
+
+def validation_problem(errors: list[dict[str, str]]) -> Problem:
+    n = len(errors)
+    detail = errors[0]["message"] if n == 1 else f"{n} fields are invalid"
+    if n == 1 and errors[0].get("field"):
+        detail = f"{errors[0]['field']}: {errors[0]['message']}"
+    return Problem(400, "validation_error", detail, errors=errors)
+
+
+def problem_body(status_code: int, code: str, detail: str, errors=None, extra=None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": TITLES.get(code, code.replace("_", " ").capitalize()),
+        "status": status_code,
+        "code": code,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return body
+
+
+def problem_response(
+    status_code: int, code: str, detail: str, *, errors=None, extra=None, headers=None
+) -> HttpResponse:
+    """A plain Django response, for middleware and views outside DRF."""
+    response = HttpResponse(
+        json.dumps(problem_body(status_code, code, detail, errors, extra)),
+        status=status_code,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def unavailable() -> HttpResponse:
+    return problem_response(
+        503, "service_unavailable", "The service is briefly unavailable; retry the request.",
+        headers={"Retry-After": "2"},
+    )
+
+
+def flatten_errors(detail: Any, path: str = "") -> list[dict[str, str]]:
+    """Turn DRF's nested error detail into [{"field": "items[0].quantity", "message": …}]."""
+    out: list[dict[str, str]] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key in ("non_field_errors", "__all__"):
+                out.extend(flatten_errors(value, path))
+            elif isinstance(key, int):  # ListField reports {index: error}
+                out.extend(flatten_errors(value, f"{path}[{key}]"))
+            else:
+                out.extend(flatten_errors(value, f"{path}.{key}" if path else str(key)))
+    elif isinstance(detail, list):
+        if detail and all(isinstance(x, (str, exceptions.ErrorDetail)) for x in detail):
+            out.extend({"field": path, "message": str(msg)} for msg in detail)
+        else:
+            for index, value in enumerate(detail):
+                if value in ({}, [], None):
+                    continue
+                out.extend(flatten_errors(value, f"{path}[{index}]"))
+    else:
+        out.append({"field": path, "message": str(detail)})
+    return out
+
+
+def _drf_problem(exc: exceptions.APIException) -> tuple[int, str, str, list | None]:
+    if isinstance(exc, exceptions.ValidationError):
+        errors = flatten_errors(exc.detail)
+        p = validation_problem(errors)
+        return 400, "validation_error", p.detail, errors
+    if isinstance(exc, exceptions.ParseError):
+        return 400, "malformed_json", f"The body is not valid JSON: {exc.detail}", None
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        return 401, "not_authenticated", str(exc.detail), None
+    if isinstance(exc, exceptions.NotFound):
+        return 404, "not_found", "No such resource.", None
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return 405, "method_not_allowed", str(exc.detail), None
+    if isinstance(exc, exceptions.NotAcceptable):
+        return 406, "not_acceptable", str(exc.detail), None
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return 415, "unsupported_media_type", "Send the body as application/json.", None
+    if isinstance(exc, exceptions.Throttled):
+        return 429, "rate_limited", str(exc.detail), None
+    if isinstance(exc, exceptions.PermissionDenied):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "permission_denied"
+        return 403, code, str(exc.detail), None
+    return exc.status_code, "error", str(exc.detail), None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, RequestDataTooBig):
+        exc = Problem(413, "payload_too_large", "The request body is too large.")
+    if isinstance(exc, Problem):
+        body = problem_body(exc.status_code, exc.code, str(exc.detail), exc.errors, exc.extra)
+        headers.update(exc.headers)
+        status_code = exc.status_code
+    elif isinstance(exc, exceptions.APIException):
+        status_code, code, detail, errors = _drf_problem(exc)
+        body = problem_body(status_code, code, detail, errors)
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        if status_code == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="channel-manager"'
+    else:
+        return None  # unexpected: let Django log it; the middleware answers problem+json 500/503
+    return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+__all__ = ["Problem", "problem_response", "exception_handler", "flatten_errors", "status"]

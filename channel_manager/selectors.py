@@ -1,0 +1,61 @@
+"""Reads of orders, each a fixed number of queries whatever the number of wallets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from django.db.models import Prefetch, QuerySet
+
+from channel_manager.models import Order, Partner
+from wallets.models import Asset, Wallet
+
+
+def orders_with_contents(queryset: QuerySet[Order] | None = None) -> QuerySet[Order]:
+    """Orders with their partner, lines, live wallets and assets: four queries for any page."""
+    queryset = Order.objects.all() if queryset is None else queryset
+    return queryset.select_related("partner").prefetch_related(
+        "lines",
+        Prefetch(
+            "wallets",
+            queryset=Wallet.objects.filter(destroyed_at__isnull=True)
+            .order_by("line_id", "position")
+            .prefetch_related(Prefetch("assets", queryset=Asset.objects.order_by("position", "id"))),
+            to_attr="live_wallets",
+        ),
+    )
+
+
+def parse_order_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def get_partner_order(*, partner: Partner, order_id: str, with_contents: bool = True) -> Order | None:
+    """The partner's own order, or None: another partner's order is as absent as a missing one."""
+    parsed = parse_order_id(order_id)
+    if parsed is None:
+        return None
+    queryset = Order.objects.filter(partner=partner, order_id=parsed)
+    if with_contents:
+        queryset = orders_with_contents(queryset)
+    return queryset.first()
+
+
+def find_partner_orders(
+    *,
+    partner: Partner,
+    sell_to_order_reference: str | None = None,
+    status: str | None = None,
+    updated_since: dt.datetime | None = None,
+) -> QuerySet[Order]:
+    queryset = Order.objects.filter(partner=partner)
+    if sell_to_order_reference:
+        queryset = queryset.filter(sell_to_order_reference=sell_to_order_reference)
+    if status:
+        queryset = queryset.filter(status=status)
+    if updated_since:
+        queryset = queryset.filter(updated_at__gte=updated_since)
+    return queryset.order_by("-id")

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from channel_manager.api import views
+
+urlpatterns = [
+    path("channelManager", views.OrderCollectionView.as_view(), name="orders"),
+    path("channelManager/<str:orderId>", views.OrderDetailView.as_view(), name="order-detail"),
+    path("channelManager/<str:orderId>/confirm", views.OrderConfirmView.as_view(), name="order-confirm"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("notifications/", include("notifications.urls")),
+    path("catalog/", include("catalog.urls")),
+    path("", include("wallets.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from wallets import views
+
+urlpatterns = [
+    path("wallets/<str:token>", views.wallet_manifest, name="wallet-manifest"),
+]
