@@ -12,7 +12,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 export PORT
 
-.PHONY: help run test lint venv
+.PHONY: help run test lint venv browser
 
 help:
 	@echo "make run    serve the API and the issuance workers on http://127.0.0.1:$(PORT) (demo data)"
@@ -34,7 +34,12 @@ run: venv
 	CM_DEV=1 WEBHOOK_ALLOW_PRIVATE_TARGETS=1 $(PY) manage.py run_demo
 
 # pytest's exit status decides; 5 (no tests collected) fails like any other non-zero status.
-test: venv
+# Browser tests drive Debian's chromium (never a downloaded browser); the pass test calls openssl.
+browser:
+	@test -x /usr/bin/chromium && command -v openssl >/dev/null || { \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium openssl; }
+
+test: venv browser
 	CM_DEV=1 bash .ci/with-postgres $(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 lint: venv

@@ -1,9 +1,23 @@
-"""Reads of wallets."""
+"""Reads of wallets: the capability URL and the manifest a wallet's holder sees.
+
+A manifest is read with a fixed number of queries whatever the number of assets: one for the
+wallet with its order and partner, one for its assets (the venue comes from its cache, or one
+more query when the cache is cold).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
+import re
+from dataclasses import dataclass
+from typing import Any
+
 from django.conf import settings
 from django.urls import reverse
+
+from catalog.selectors import get_venue
+from wallets.models import AssetType, Wallet
 
 
 def manifest_url(token: str) -> str:
@@ -11,62 +25,229 @@ def manifest_url(token: str) -> str:
     return settings.PUBLIC_BASE_URL + reverse("wallet-manifest", kwargs={"token": token})
 
 
-ORDER_VALIDITY = {
-    "Issued": ("valid", "Valid"),
-    "Draft": ("not_valid_until_confirmed", "Not valid until the order is confirmed"),
+# Tokens are secrets.token_urlsafe: anything else is not worth a query.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+VALID = "valid"
+NOT_VALID_UNTIL_CONFIRMED = "not_valid_until_confirmed"
+NOT_VALID = "not_valid"
+
+# Order statuses (channel_manager.models.OrderStatus; wallets does not import orders).
+_VALIDITY_BY_ORDER_STATUS = {
+    "Issued": (VALID, "Valid"),
+    "Draft": (NOT_VALID_UNTIL_CONFIRMED, "Not valid until the order is confirmed"),
 }
+_NOT_VALID = (NOT_VALID, "Not valid")
+_GONE_ORDER_STATUSES = frozenset({"Cancelled"})
 
 
-def manifest_for_token(token: str):
-    """(wallet, manifest dict) for a token; manifest None when the wallet was destroyed."""
-    from wallets.models import Wallet
+# --------------------------------------------------------------------------------------------
+# Finding the wallet
+# --------------------------------------------------------------------------------------------
 
-    if not token or len(token) > 64:
-        return None, None
+
+def wallet_for_token(*, token: str) -> Wallet | None:
+    """The minted wallet whose manifest token is `token` (destroyed or not), with its order,
+    partner and assets loaded; None when there is none. Two queries.
+
+    The token is looked up by equality, then compared again in constant time, so that the
+    answer never depends on how much of a guessed token matched.
+    """
+    if not TOKEN_PATTERN.fullmatch(token or ""):
+        return None
     wallet = (
         Wallet.objects.select_related("order", "order__partner")
         .prefetch_related("assets")
         .filter(manifest_token=token)
         .first()
     )
-    if wallet is None or wallet.destroyed_at is not None:
-        return wallet, None
-    from catalog.selectors import get_venue
+    if wallet is None or not hmac.compare_digest((wallet.manifest_token or "").encode(), token.encode()):
+        return None
+    return wallet
 
-    venue = get_venue()
+
+def wallet_is_gone(wallet: Wallet) -> bool:
+    """A destroyed wallet (cancelled, replaced or deleted order) answers 410."""
+    return wallet.destroyed_at is not None or wallet.order.status in _GONE_ORDER_STATUSES
+
+
+# --------------------------------------------------------------------------------------------
+# The manifest
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManifestAsset:
+    """One ticket or coupon as its holder sees it. `asset_number` is None when the wallet is not
+    valid: the number is what the QR code encodes and what a gate agent may key in by hand."""
+
+    asset_type: str
+    asset_number: str | None
+    item_id: str
+    name: str
+    visit_date: dt.date
+    visit_time: dt.time | None
+    admits: int | None
+    description: str
+    valid_until: dt.date
+
+    @property
+    def is_coupon(self) -> bool:
+        return self.asset_type == AssetType.COUPON
+
+    @property
+    def is_ticket(self) -> bool:
+        return self.asset_type == AssetType.TICKET
+
+    @property
+    def valid_from(self) -> dt.date:
+        return self.visit_date
+
+    @property
+    def barcode_payload(self) -> str | None:
+        return self.asset_number
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a wallet's capability URL shows, for the JSON, the page and the Apple Wallet pass."""
+
+    token: str
+    external_reference_number: str | None
+    wallet_reference_number: str | None
+    sell_to_order_reference: str
+    buy_from_order_reference: str
+    partner_id: str
+    order_status: str
+    holder_name: str | None
+    language: str | None
+    venue_name: str
+    venue_time_zone: str
+    visit_date: dt.date | None
+    visit_time: dt.time | None
+    validity: str
+    validity_text: str
+    assets: tuple[ManifestAsset, ...]
+
+    @property
+    def valid(self) -> bool:
+        return self.validity == VALID
+
+    @property
+    def wallet_reference(self) -> str | None:
+        """The reference to show: the partner's own when there is one."""
+        return self.external_reference_number or self.wallet_reference_number
+
+    @property
+    def tickets(self) -> tuple[ManifestAsset, ...]:
+        return tuple(a for a in self.assets if a.is_ticket)
+
+    @property
+    def coupons(self) -> tuple[ManifestAsset, ...]:
+        return tuple(a for a in self.assets if a.is_coupon)
+
+
+def _holder_name(customer: dict[str, Any]) -> str | None:
+    parts = (customer.get("firstName"), customer.get("lastName"))
+    return " ".join(str(p).strip() for p in parts if p and str(p).strip()) or None
+
+
+def build_manifest(wallet: Wallet) -> Manifest:
+    """The manifest of a live wallet from wallet_for_token (no query, or one for a cold venue)."""
     order = wallet.order
-    customer = order.customer or {}
-    holder = " ".join(p for p in (customer.get("firstName"), customer.get("lastName")) if p) or None
-    validity, validity_text = ORDER_VALIDITY.get(order.status, ("not_valid", "Not valid"))
-    assets = []
-    for asset in wallet.assets.all():
-        entry = {
-            "assetType": asset.asset_type,
-            "assetNumber": asset.asset_number,
-            "itemId": asset.item_code,
-            "name": asset.name,
-            "visitDate": asset.visit_date.isoformat(),
-            "visitTime": asset.visit_time.strftime("%H:%M") if asset.visit_time else None,
-            "barcode": {"format": "QR", "payload": asset.asset_number},
-        }
-        if asset.asset_type == "coupon":
-            entry.update(description=asset.description,
-                         validUntil=asset.valid_until.isoformat() if asset.valid_until else None)
-        else:
-            entry["admits"] = asset.admits
-        assets.append(entry)
-    first = assets[0] if assets else None
-    return wallet, {
-        "externalReferenceNumber": wallet.external_reference_number,
-        "walletReferenceNumber": wallet.wallet_reference_number,
-        "buyFromOrderReference": order.buy_from_order_reference,
-        "sellToOrderReference": order.sell_to_order_reference,
-        "partnerId": order.partner.partner_id,
-        "holderName": holder,
-        "venue": {"name": venue.name, "timeZone": venue.time_zone},
-        "visitDate": first["visitDate"] if first else None,
-        "visitTime": first["visitTime"] if first else None,
-        "validity": validity,
-        "validityText": validity_text,
-        "assets": assets,
+    customer = order.customer if isinstance(order.customer, dict) else {}
+    validity, validity_text = _VALIDITY_BY_ORDER_STATUS.get(order.status, _NOT_VALID)
+    show_numbers = validity == VALID
+    assets = tuple(
+        ManifestAsset(
+            asset_type=asset.asset_type,
+            asset_number=asset.asset_number if show_numbers else None,
+            item_id=asset.item_code,
+            name=asset.name,
+            visit_date=asset.visit_date,
+            visit_time=asset.visit_time,
+            admits=asset.admits if asset.asset_type == AssetType.TICKET else None,
+            description=asset.description if asset.asset_type == AssetType.COUPON else "",
+            valid_until=(asset.valid_until or asset.visit_date)
+            if asset.asset_type == AssetType.COUPON
+            else asset.visit_date,
+        )
+        for asset in wallet.assets.all()
+    )
+    # The visit is the first ticket's (a package's day ticket before its show); else the first asset's.
+    first = next((a for a in assets if a.is_ticket), assets[0] if assets else None)
+    venue = get_venue()
+    return Manifest(
+        token=wallet.manifest_token or "",
+        external_reference_number=wallet.external_reference_number,
+        wallet_reference_number=wallet.wallet_reference_number,
+        sell_to_order_reference=order.sell_to_order_reference,
+        buy_from_order_reference=order.buy_from_order_reference,
+        partner_id=order.partner.partner_id,
+        order_status=order.status,
+        holder_name=_holder_name(customer),
+        language=(customer.get("language") or None) if isinstance(customer.get("language"), str) else None,
+        venue_name=venue.name,
+        venue_time_zone=venue.time_zone,
+        visit_date=first.visit_date if first else None,
+        visit_time=first.visit_time if first else None,
+        validity=validity,
+        validity_text=validity_text,
+        assets=assets,
+    )
+
+
+def _iso_date(value: dt.date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _hhmm(value: dt.time | None) -> str | None:
+    return value.strftime("%H:%M") if value else None
+
+
+def manifest_asset_json(asset: ManifestAsset, *, validity: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "assetType": asset.asset_type,
+        "assetNumber": asset.asset_number,
+        "itemId": asset.item_id,
+        "name": asset.name,
+        "visitDate": _iso_date(asset.visit_date),
+        "visitTime": _hhmm(asset.visit_time),
+    }
+    if asset.is_coupon:
+        entry["description"] = asset.description
+        entry["validUntil"] = _iso_date(asset.valid_until)
+    else:
+        entry["admits"] = asset.admits
+    entry["validity"] = {
+        "status": validity,
+        "validFrom": _iso_date(asset.valid_from),
+        "validUntil": _iso_date(asset.valid_until),
+    }
+    entry["barcode"] = (
+        {"format": "QR", "payload": asset.barcode_payload} if asset.barcode_payload is not None else None
+    )
+    return entry
+
+
+def manifest_json(manifest: Manifest) -> dict[str, Any]:
+    """The JSON manifest. Not valid (Draft): every asset is listed without its number or barcode."""
+    return {
+        "wallet": {
+            "reference": manifest.wallet_reference,
+            "externalReferenceNumber": manifest.external_reference_number,
+            "walletReferenceNumber": manifest.wallet_reference_number,
+        },
+        "order": {
+            "sellToOrderReference": manifest.sell_to_order_reference,
+            "buyFromOrderReference": manifest.buy_from_order_reference,
+            "partnerId": manifest.partner_id,
+        },
+        "holderName": manifest.holder_name,
+        "venue": {"name": manifest.venue_name, "timeZone": manifest.venue_time_zone},
+        "visitDate": _iso_date(manifest.visit_date),
+        "visitTime": _hhmm(manifest.visit_time),
+        "validity": manifest.validity,
+        "validityText": manifest.validity_text,
+        "assets": [manifest_asset_json(a, validity=manifest.validity) for a in manifest.assets],
     }
