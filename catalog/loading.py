@@ -35,7 +35,7 @@ from catalog.models import (
     TimeSlot,
     Venue,
 )
-from catalog.selectors import clear_venue_cache
+from catalog.selectors import clear_catalog_cache, clear_venue_cache
 
 MAX_INT = 2_147_483_647  # the largest value of the integer columns
 MAX_PRICE = Decimal("9999999999.99")  # DecimalField(max_digits=12, decimal_places=2)
@@ -605,6 +605,7 @@ def load_catalog(*, text: str | bytes, today: dt.date | None = None, dry_run: bo
                 transaction.set_rollback(True)
     finally:
         clear_venue_cache()
+        clear_catalog_cache()
     return result
 
 

@@ -45,16 +45,19 @@ def asset_dict(asset) -> dict[str, Any]:
 
 
 def wallet_dict(wallet) -> dict[str, Any]:
+    # A shell has no assets until minting: no need to look.
+    assets = wallet.assets.all() if wallet.minted_at else ()
     return {
         "walletReferenceNumber": wallet.wallet_reference_number,
         "externalReferenceNumber": wallet.external_reference_number,
-        "assets": [asset_dict(a) for a in wallet.assets.all()],
+        "assets": [asset_dict(a) for a in assets],
         "manifestUrl": manifest_url(wallet.manifest_token) if wallet.manifest_token else None,
     }
 
 
 def order_dict(order: Order) -> dict[str, Any]:
-    """Needs an order from selectors.orders_with_contents (live_wallets prefetched)."""
+    """Needs `live_lines` and `live_wallets`: from selectors.orders_with_contents, or set by the
+    service that just wrote them (so createOrder answers without reading back)."""
     wallets_by_line: dict[int, list] = {}
     for wallet in order.live_wallets:
         wallets_by_line.setdefault(wallet.line_id, []).append(wallet)
@@ -88,6 +91,6 @@ def order_dict(order: Order) -> dict[str, Any]:
                 },
                 "wallets": [wallet_dict(w) for w in wallets_by_line.get(line.pk, [])],
             }
-            for line in sorted(order.lines.all(), key=lambda ln: ln.line_number)
+            for line in order.live_lines
         ],
     }

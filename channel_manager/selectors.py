@@ -7,15 +7,16 @@ import uuid
 
 from django.db.models import Prefetch, QuerySet
 
-from channel_manager.models import Order, Partner
+from channel_manager.models import Order, OrderLine, Partner
 from wallets.models import Asset, Wallet
 
 
 def orders_with_contents(queryset: QuerySet[Order] | None = None) -> QuerySet[Order]:
-    """Orders with their partner, lines, live wallets and assets: four queries for any page."""
+    """Orders with their partner, lines, live wallets and assets: four queries for any page.
+    Lines land in `live_lines` and wallets in `live_wallets`, as services leave them."""
     queryset = Order.objects.all() if queryset is None else queryset
     return queryset.select_related("partner").prefetch_related(
-        "lines",
+        Prefetch("lines", queryset=OrderLine.objects.order_by("line_number"), to_attr="live_lines"),
         Prefetch(
             "wallets",
             queryset=Wallet.objects.filter(destroyed_at__isnull=True)

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.models import Item, ItemType
-from catalog.selectors import get_venue, items_by_code, venue_today
+from catalog.selectors import cached_items_by_code, get_venue, items_by_code, venue_today
 from catalog.services import release_capacity
 from channel_manager.authentication import KEY_PREFIX, key_digest
 from channel_manager.models import (
@@ -111,10 +111,11 @@ def wallets_issued_by(item_type: str, quantity: int) -> int:
     return 1 if item_type == ItemType.GROUP_TICKET else quantity
 
 
-def _check_lines(lines: tuple[LineInput, ...]) -> dict[str, Item]:
+def _check_lines(lines: tuple[LineInput, ...], *, fresh: bool = False) -> dict[str, Item]:
     """Everything about the lines that can be known at submission; raises validation_error
     naming every offending field. Availability is issuance's business."""
-    items = items_by_code({line.item_code for line in lines})
+    codes = {line.item_code for line in lines}
+    items = items_by_code(codes) if fresh else cached_items_by_code(codes)
     today = venue_today()
     errors: list[dict[str, str]] = []
     seen_refs: dict[str, str] = {}
@@ -205,7 +206,8 @@ def _duplicate_problem(order_id: uuid.UUID, reference: str) -> Problem:
 
 
 def _write_lines_and_wallets(*, order: Order, lines: tuple[LineInput, ...], items: dict[str, Item]) -> None:
-    """Bulk-insert the lines and their wallet shells: two INSERTs whatever the order's size."""
+    """Bulk-insert the lines and their wallet shells: two INSERTs whatever the order's size.
+    Leaves them on the order as `live_lines` / `live_wallets`, ready to render."""
     line_rows = [
         OrderLine(
             order=order,
@@ -238,6 +240,8 @@ def _write_lines_and_wallets(*, order: Order, lines: tuple[LineInput, ...], item
                 )
             )
     Wallet.objects.bulk_create(wallet_rows)
+    order.live_lines = line_rows
+    order.live_wallets = wallet_rows
 
 
 def record_status(*, order: Order, from_status: str, to_status: str, actor: str, message: str = "") -> None:
@@ -252,16 +256,12 @@ def _partner_actor(partner: Partner) -> str:
 
 def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None = None) -> Order:
     """Accept an order: validate it, persist it as Submitted with its wallet shells, and enqueue
-    issuance once the transaction commits."""
+    issuance once the transaction commits.
+
+    A duplicate partner reference or an external reference live elsewhere is caught by the
+    database's unique constraints (which also settle concurrent submissions); only then do we
+    look up which, to answer with the contract's error. The accepted path reads nothing back."""
     items = _check_lines(order_input.lines)
-    existing = (
-        Order.objects.filter(partner=partner, sell_to_order_reference=order_input.sell_to_order_reference)
-        .values_list("order_id", flat=True)
-        .first()
-    )
-    if existing:
-        raise _duplicate_problem(existing, order_input.sell_to_order_reference)
-    _check_references_free(partner=partner, lines=order_input.lines)
     try:
         with transaction.atomic():
             now = timezone.now()
@@ -280,7 +280,6 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
                           actor=actor or _partner_actor(partner))
             enqueue_issuance_on_commit(order)
     except IntegrityError:
-        # Lost a race with a concurrent request: the database constraint decided. Say which.
         existing = (
             Order.objects.filter(partner=partner, sell_to_order_reference=order_input.sell_to_order_reference)
             .values_list("order_id", flat=True)
@@ -289,6 +288,7 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
         if existing:
             raise _duplicate_problem(existing, order_input.sell_to_order_reference) from None
         _check_references_free(partner=partner, lines=order_input.lines)
+        _check_lines(order_input.lines, fresh=True)  # an item removed since the snapshot
         raise
     order.partner = partner
     return order

@@ -137,8 +137,16 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "channel_manager.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_THROTTLE_CLASSES": ["channel_manager.throttling.PartnerRateThrottle"],
+    # e.g. "50/second" or "3000/minute"; empty switches rate limiting off.
+    "DEFAULT_THROTTLE_RATES": {"partner": os.environ.get("RATE_LIMIT_PER_PARTNER", "100/second") or None},
 }
+
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL.startswith("redis"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "channel-manager"}}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "OTA Channel Manager partner API",

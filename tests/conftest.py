@@ -3,17 +3,30 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from catalog.selectors import clear_venue_cache
+from catalog.selectors import clear_catalog_cache, clear_venue_cache
 from channel_manager import services
 from tests.factories import PartnerFactory, demo_catalog
 
 
 @pytest.fixture(autouse=True)
 def _fresh_venue():
-    """A rolled-back test leaves no venue row, but the per-process cache would remember it."""
+    """A rolled-back test leaves no venue or items, but the per-process caches would remember them."""
     clear_venue_cache()
+    clear_catalog_cache()
     yield
     clear_venue_cache()
+    clear_catalog_cache()
+
+
+@pytest.fixture(autouse=True)
+def _no_rate_limit(monkeypatch):
+    """Rate limiting is off in tests unless a test turns it on (tests/test_rate_limit.py)."""
+    from django.core.cache import cache
+
+    from channel_manager.throttling import PartnerRateThrottle
+
+    monkeypatch.setattr(PartnerRateThrottle, "THROTTLE_RATES", {"partner": None})
+    cache.clear()
 
 
 @pytest.fixture

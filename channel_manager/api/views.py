@@ -115,7 +115,9 @@ class OrderCollectionView(PartnerAPIView):
         check_partner(body, self.partner)
         data = parse(s.OrderRequestSerializer, body)
         order = services.create_order(partner=self.partner, order_input=order_input_from(data))
-        return self.render_order(order, status.HTTP_202_ACCEPTED, {"Location": f"/channelManager/{order.order_id}"})
+        # The service leaves the rows it wrote on the order: render them without reading back.
+        location = f"/channelManager/{order.order_id}"
+        return Response(order_dict(order), status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
     @extend_schema(
         operation_id="findOrders",
