@@ -22,14 +22,10 @@ from rest_framework.views import APIView
 from catalog import availability
 from catalog.availability import MAX_RANGE_DAYS, CatalogListing, Entry, ItemAvailability, Status
 from catalog.models import Item, ItemType
-from channel_manager.api.serializers import ProblemSerializer
+from channel_manager.api.common import problem_responses
 from channel_manager.problems import Problem, flatten_errors, problem_response, validation_problem
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def problems(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(ProblemSerializer, description="application/problem+json") for code in codes}
 
 
 def _day(value: dt.date | None) -> str | None:
@@ -231,7 +227,7 @@ class CatalogItemsView(RevalidatedAPIView):
         operation_id="listCatalogItems",
         summary="List the items on sale",
         parameters=CONDITIONAL_HEADERS,
-        responses={200: CatalogItemListSerializer, 304: NOT_MODIFIED, **problems(401, 403, 429)},
+        responses={200: CatalogItemListSerializer, 304: NOT_MODIFIED, **problem_responses(401, 403, 429)},
         description="The active items, ordered by itemId, with what an order line needs: type, price "
         "(per wallet; per group for a group ticket) in the venue's currency, the sale window (inclusive), "
         "the time slots of timed items, a group ticket's maxGroupSize, a package's components and coupons."
@@ -251,7 +247,7 @@ class AvailabilityView(RevalidatedAPIView):
             OpenApiParameter("itemId", OpenApiTypes.STR, OpenApiParameter.PATH, description="An item's itemId."),
             *CONDITIONAL_HEADERS,
         ],
-        responses={200: AvailabilitySerializer, 304: NOT_MODIFIED, **problems(400, 401, 403, 404, 412, 429)},
+        responses={200: AvailabilitySerializer, 304: NOT_MODIFIED, **problem_responses(400, 401, 403, 404, 412, 429)},
         description=(
             f"One entry per visit date from `from` to `to` (both inclusive, at most {MAX_RANGE_DAYS} dates), in "
             "date then time order: per date for an untimed item, per date and time slot for a timed one. "

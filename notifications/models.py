@@ -9,18 +9,28 @@ from django.db import models
 from django.utils import timezone
 
 
+class EventType(models.TextChoices):
+    """The event types partners may subscribe to."""
+
+    ORDER_PROCESSED = "ota_cm_order_processed", "An order settled into Draft, Issued or Error"
+
+
 class Subscription(models.Model):
     subscription_id = models.UUIDField("subscriptionId", default=uuid.uuid4, unique=True, editable=False)
     partner = models.ForeignKey("channel_manager.Partner", on_delete=models.CASCADE, related_name="subscriptions")
-    event_type = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=64, choices=EventType.choices)
     url = models.URLField(max_length=2000)
     secret = models.CharField(max_length=128)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     disabled_reason = models.CharField(max_length=255, blank=True)
+    # Set when the partner deleted it through the API: the row stays for its delivery history,
+    # but the partner no longer sees it and nothing is sent to it.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["partner", "event_type", "active"], name="subscription_partner_type")]
 
     def __str__(self) -> str:
         return f"{self.partner_id} {self.event_type} → {self.url}"
@@ -40,7 +50,12 @@ class Event(models.Model):
     # What the event is about (an order's id, for ota_cm_order_processed).
     subject_id = models.CharField(max_length=64, blank=True, db_index=True)
     payload = models.JSONField()
+    # The exact JSON document POSTed to receivers, serialized once when the event is published:
+    # every attempt and every redelivery sends (and signs) the same bytes.
+    body = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # A summary of the event's deliveries: none (no active subscription), pending, delivered
+    # (all delivered) or failed (one failed for good).
     delivery_state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.PENDING)
 
     class Meta:
@@ -49,3 +64,54 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class Delivery(models.Model):
+    """One event to one subscription: the outbox row that workers claim, send and retry."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(
+        max_length=16,
+        choices=[(c, label) for c, label in DeliveryState.choices if c != DeliveryState.NONE],
+        default=DeliveryState.PENDING,
+    )
+    # Attempts made in the current retry schedule (a staff redelivery starts a new schedule).
+    attempt_count = models.PositiveIntegerField(default=0)
+    # When a worker may next send it. While a worker holds a claim it is the claim's expiry, so
+    # a worker that dies mid-send only delays the delivery until then.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "subscription"], name="delivery_event_subscription_unique"),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="delivery_due")]
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} of {self.event_id} to {self.subscription_id} ({self.state})"
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP request made for a delivery (or refused before it was made)."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    response_excerpt = models.CharField(max_length=1000, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.pk} of delivery {self.delivery_id}: {self.status_code or self.error[:40]}"

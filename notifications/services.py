@@ -1,23 +1,237 @@
-"""The outbox: any app hands an event in, inside its own transaction."""
+"""The outbox: any app hands an event in, inside its own transaction; and the services that
+manage subscriptions and (re)schedule deliveries. Sending lives in notifications.delivery."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import Case, Exists, OuterRef, Value, When
+from django.utils import timezone
+from django_q.tasks import async_task
 
-from notifications.models import DeliveryState, Event, Subscription
+from channel_manager.models import Partner
+from channel_manager.problems import Problem, validation_problem
+from notifications.models import Delivery, DeliveryState, Event, EventType, Subscription
+from notifications.signing import new_secret
+from notifications.targets import UnsafeTarget, check_target
+
+logger = logging.getLogger(__name__)
+
+DELIVER_EVENT_TASK = "notifications.tasks.deliver_event_task"
+TASK_GROUP = "webhooks"
+DEFAULT_MAX_SUBSCRIPTIONS = 20
+
+
+def rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_body(*, event_id: uuid.UUID, event_type: str, created_at: dt.datetime, payload: dict[str, Any]) -> str:
+    """The JSON document a receiver gets: {"eventId", "eventType", "createdAt", "data"}."""
+    document = {"eventId": str(event_id), "eventType": event_type, "createdAt": rfc3339(created_at), "data": payload}
+    return json.dumps(document, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+
+
+def body_bytes(event: Event) -> bytes:
+    """The bytes every attempt of this event sends and signs."""
+    if not event.body:  # an event recorded before bodies were stored
+        return event_body(
+            event_id=event.event_id, event_type=event.event_type, created_at=event.created_at, payload=event.payload
+        ).encode()
+    return event.body.encode()
+
+
+# ---- publishing ---------------------------------------------------------------------------
 
 
 def publish_event(*, event_type: str, partner_pk: int, subject_id: str, payload: dict[str, Any]) -> Event:
     """Record an event in the caller's transaction; delivery starts after commit. Call it inside
-    the transaction that makes the change the event announces, so a rollback announces nothing."""
-    has_subscription = Subscription.objects.filter(partner_id=partner_pk, event_type=event_type, active=True).exists()
+    the transaction that makes the change the event announces, so a rollback announces nothing.
+
+    Writes the event and one pending delivery per active subscription of the partner to this
+    event type; after commit a django-q task sends them. Should the task never be queued or
+    its worker die, the periodic deliver_due sends them anyway: the rows are the outbox."""
+    now = timezone.now()
+    event_id = uuid.uuid4()
+    subscription_pks = list(
+        Subscription.objects.filter(partner_id=partner_pk, event_type=event_type, active=True).values_list(
+            "pk", flat=True
+        )
+    )
     event = Event.objects.create(
+        event_id=event_id,
         event_type=event_type,
         partner_id=partner_pk,
         subject_id=subject_id,
         payload=payload,
-        delivery_state=DeliveryState.PENDING if has_subscription else DeliveryState.NONE,
+        body=event_body(event_id=event_id, event_type=event_type, created_at=now, payload=payload),
+        created_at=now,
+        delivery_state=DeliveryState.PENDING if subscription_pks else DeliveryState.NONE,
     )
+    if subscription_pks:
+        Delivery.objects.bulk_create(
+            Delivery(event=event, subscription_id=pk, state=DeliveryState.PENDING, next_attempt_at=now, created_at=now)
+            for pk in subscription_pks
+        )
+        enqueue_after_commit(event.pk)
     return event
+
+
+def enqueue_after_commit(event_pk: int) -> None:
+    """Queue the delivery task once the current transaction commits. Should queueing fail (the
+    error is logged), the deliveries are still due and the periodic deliver_due sends them."""
+    transaction.on_commit(lambda: enqueue_delivery(event_pk), robust=True)
+
+
+def enqueue_delivery(event_pk: int) -> None:
+    """Queue the task that sends an event's due deliveries (after commit)."""
+    async_task(DELIVER_EVENT_TASK, event_pk, group=TASK_GROUP, task_name=f"deliver-event-{event_pk}")
+
+
+# ---- subscriptions ------------------------------------------------------------------------
+
+
+def create_subscription(*, partner: Partner, event_type: str, url: str) -> Subscription:
+    """A new active subscription with a fresh secret. The URL must be a webhook target we may
+    send to (see notifications.targets), else 400 validation_error on `url`."""
+    if event_type not in EventType.values:
+        raise validation_problem([{"field": "eventType", "message": f"Must be one of: {', '.join(EventType.values)}."}])
+    try:
+        check_target(url)
+    except UnsafeTarget as error:
+        raise validation_problem([{"field": "url", "message": str(error)}]) from None
+    limit = getattr(settings, "WEBHOOK_MAX_SUBSCRIPTIONS", DEFAULT_MAX_SUBSCRIPTIONS)
+    with transaction.atomic():
+        # Serialize a partner's concurrent subscribes so the limit holds.
+        Partner.objects.select_for_update().filter(pk=partner.pk).values_list("pk", flat=True).first()
+        if Subscription.objects.filter(partner=partner, deleted_at__isnull=True).count() >= limit:
+            raise validation_problem(
+                [{"field": "", "message": f"At most {limit} subscriptions per partner; delete one first."}]
+            )
+        return Subscription.objects.create(partner=partner, event_type=event_type, url=url, secret=new_secret())
+
+
+def partner_subscription(*, partner: Partner, subscription_id: str) -> Subscription | None:
+    """The partner's own, not deleted subscription with this id."""
+    try:
+        value = uuid.UUID(subscription_id)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return Subscription.objects.filter(partner=partner, subscription_id=value, deleted_at__isnull=True).first()
+
+
+def delete_subscription(*, partner: Partner, subscription_id: str) -> None:
+    """The partner deletes one of its subscriptions: nothing more is sent to it (its pending
+    deliveries fail), and it leaves the list; the row stays for the delivery history.
+    Another partner's or an unknown id: 404 not_found."""
+    with transaction.atomic():
+        subscription = partner_subscription(partner=partner, subscription_id=subscription_id)
+        if subscription is None:
+            raise Problem(404, "not_found", "No such subscription.")
+        Subscription.objects.filter(pk=subscription.pk).update(deleted_at=timezone.now())
+        disable_subscription(subscription_pk=subscription.pk, reason="deleted by the partner")
+
+
+def disable_subscription(*, subscription_pk: int, reason: str) -> int:
+    """Switch a subscription off: nothing more is sent to it and its pending deliveries fail.
+    Returns how many pending deliveries failed."""
+    with transaction.atomic():
+        Subscription.objects.filter(pk=subscription_pk).update(active=False, disabled_reason=reason[:255])
+        pending = list(
+            Delivery.objects.select_for_update()
+            .filter(subscription_id=subscription_pk, state=DeliveryState.PENDING)
+            .order_by("pk")
+            .values_list("pk", "event_id")
+        )
+        if pending:
+            Delivery.objects.filter(pk__in=[pk for pk, _ in pending]).update(
+                state=DeliveryState.FAILED, next_attempt_at=None, claim_token=None,
+                last_error=f"subscription switched off: {reason}"[:1000],
+            )
+            refresh_event_states(event_pks=[event_pk for _, event_pk in pending])
+    return len(pending)
+
+
+def enable_subscription(*, subscription_pk: int) -> None:
+    """Staff switch a subscription back on; events from now on reach it (redeliver older ones)."""
+    Subscription.objects.filter(pk=subscription_pk, deleted_at__isnull=True).update(active=True, disabled_reason="")
+
+
+# ---- delivery bookkeeping -----------------------------------------------------------------
+
+
+def refresh_event_states(*, event_pks: Iterable[int]) -> None:
+    """Recompute Event.delivery_state from the deliveries: failed if any failed for good,
+    else pending if any is pending, else delivered, or none when there are none. The events
+    are locked first (in pk order), so that concurrent workers finishing deliveries of one
+    event each see the other's result."""
+    pks = sorted(set(event_pks))
+    if not pks:
+        return
+    deliveries = Delivery.objects.filter(event=OuterRef("pk"))
+    with transaction.atomic():
+        list(Event.objects.select_for_update().filter(pk__in=pks).order_by("pk").values_list("pk", flat=True))
+        Event.objects.filter(pk__in=pks).update(
+            delivery_state=Case(
+                When(Exists(deliveries.filter(state=DeliveryState.FAILED)), then=Value(DeliveryState.FAILED)),
+                When(Exists(deliveries.filter(state=DeliveryState.PENDING)), then=Value(DeliveryState.PENDING)),
+                When(Exists(deliveries), then=Value(DeliveryState.DELIVERED)),
+                default=Value(DeliveryState.NONE),
+            )
+        )
+
+
+def _reset(deliveries, now: dt.datetime) -> list[int]:
+    """Put deliveries back to pending with a fresh retry schedule; the event pks touched."""
+    rows = list(deliveries.select_for_update(of=("self",)).order_by("pk").values_list("pk", "event_id"))
+    if rows:
+        Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+            state=DeliveryState.PENDING, attempt_count=0, next_attempt_at=now, claim_token=None, last_error="",
+        )
+    return sorted({event_pk for _, event_pk in rows})
+
+
+def redeliver_events(*, event_pks: Iterable[int]) -> int:
+    """Staff redelivery: send the events again, now, to every active subscription of their
+    partner and type (also ones created after the event, and deliveries already delivered or
+    failed). Returns how many deliveries were scheduled."""
+    now = timezone.now()
+    with transaction.atomic():
+        events = list(Event.objects.filter(pk__in=list(event_pks)).order_by("pk"))
+        for event in events:
+            subscription_pks = Subscription.objects.filter(
+                partner_id=event.partner_id, event_type=event.event_type, active=True
+            ).values_list("pk", flat=True)
+            Delivery.objects.bulk_create(
+                [Delivery(event=event, subscription_id=pk, next_attempt_at=now, created_at=now)
+                 for pk in subscription_pks],
+                ignore_conflicts=True,
+            )
+        scheduled = Delivery.objects.filter(event__in=events, subscription__active=True)
+        count = scheduled.count()
+        touched = _reset(scheduled, now)
+        refresh_event_states(event_pks=[e.pk for e in events])
+        for event_pk in touched:
+            enqueue_after_commit(event_pk)
+    return count
+
+
+def redeliver_deliveries(*, delivery_pks: Iterable[int]) -> int:
+    """Staff redelivery of single deliveries (those whose subscription is active); how many."""
+    now = timezone.now()
+    with transaction.atomic():
+        scheduled = Delivery.objects.filter(pk__in=list(delivery_pks), subscription__active=True)
+        count = scheduled.count()
+        touched = _reset(scheduled, now)
+        refresh_event_states(event_pks=touched)
+        for event_pk in touched:
+            enqueue_after_commit(event_pk)
+    return count

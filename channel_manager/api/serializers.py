@@ -221,19 +221,3 @@ class OrderSerializer(serializers.Serializer):
 class OrderPageSerializer(serializers.Serializer):
     results = OrderSerializer(many=True)
     next = serializers.URLField(allow_null=True)
-
-
-class ProblemFieldSerializer(serializers.Serializer):
-    field = serializers.CharField()
-    message = serializers.CharField()
-
-
-class ProblemSerializer(serializers.Serializer):
-    type = serializers.URLField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    errors = ProblemFieldSerializer(many=True, required=False)
-    orderId = serializers.UUIDField(required=False, help_text="duplicate_order: the existing order.")
-    orderStatus = serializers.CharField(required=False, help_text="invalid_state: the order's status.")

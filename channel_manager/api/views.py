@@ -16,33 +16,14 @@ from rest_framework.views import APIView
 
 from channel_manager import selectors, services
 from channel_manager.api import serializers as s
+from channel_manager.api.common import IDEMPOTENCY_HEADER, parse_body, problem_responses
 from channel_manager.models import Order, Partner
 from channel_manager.presenters import order_dict
 from channel_manager.problems import Problem, flatten_errors, validation_problem
 
 PAGE_SIZE = 50
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="1–255 characters. A repeat with the same key and request replays the stored response "
-    "(header Idempotent-Replayed: true); the same key with another request answers 422.",
-)
-
-
-def problems(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(s.ProblemSerializer, description="application/problem+json") for code in codes}
-
-
 COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429)
-
-
-def parse(serializer_class: type, data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise validation_problem([{"field": "", "message": "The body must be a JSON object."}])
-    serializer = serializer_class(data=data)
-    if not serializer.is_valid():
-        raise validation_problem(flatten_errors(serializer.errors))
-    return serializer.validated_data
 
 
 def order_input_from(data: dict[str, Any]) -> services.OrderInput:
@@ -105,7 +86,7 @@ class OrderCollectionView(PartnerAPIView):
         summary="Submit an order",
         request=s.OrderRequestSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={202: s.OrderSerializer, **problems(*COMMON_ERRORS)},
+        responses={202: s.OrderSerializer, **problem_responses(*COMMON_ERRORS)},
         description="Accepts the order as Submitted and returns at once; issuance runs in the background. "
         "A second submission of the same (partnerId, sellToOrderReference) answers 400 duplicate_order "
         "with the existing orderId.",
@@ -113,7 +94,7 @@ class OrderCollectionView(PartnerAPIView):
     def post(self, request: Request) -> Response:
         body = request.data
         check_partner(body, self.partner)
-        data = parse(s.OrderRequestSerializer, body)
+        data = parse_body(s.OrderRequestSerializer, body)
         order = services.create_order(partner=self.partner, order_input=order_input_from(data))
         # The service leaves the rows it wrote on the order: render them without reading back.
         location = f"/channelManager/{order.order_id}"
@@ -129,7 +110,7 @@ class OrderCollectionView(PartnerAPIView):
             OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's `next`."),
             OpenApiParameter("limit", OpenApiTypes.INT, description=f"Page size, 1–100 (default {PAGE_SIZE})."),
         ],
-        responses={200: s.OrderPageSerializer, **problems(400, 401, 403, 429)},
+        responses={200: s.OrderPageSerializer, **problem_responses(400, 401, 403, 429)},
     )
     def get(self, request: Request) -> Response:
         query = s.FindOrdersQuerySerializer(data=request.query_params)
@@ -174,7 +155,7 @@ class OrderDetailView(PartnerAPIView):
     @extend_schema(
         operation_id="getOrder",
         summary="Get an order",
-        responses={200: s.OrderSerializer, **problems(401, 403, 404, 429)},
+        responses={200: s.OrderSerializer, **problem_responses(401, 403, 404, 429)},
     )
     def get(self, request: Request, orderId: str) -> Response:
         return Response(order_dict(self.get_order(orderId, with_contents=True)))
@@ -184,7 +165,7 @@ class OrderDetailView(PartnerAPIView):
         summary="Replace a Draft or Error order's contents and re-issue it",
         request=s.ReplaceOrderRequestSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={202: s.OrderSerializer, **problems(*COMMON_ERRORS, 404, 409)},
+        responses={202: s.OrderSerializer, **problem_responses(*COMMON_ERRORS, 404, 409)},
         description="Only in Draft or Error (else 409 invalid_state). Identity fields (orderId, partnerId, "
         "sellToOrderReference, buyFromOrderReference) may be sent but must match. Destroys every wallet "
         "of the order and re-issues.",
@@ -193,7 +174,7 @@ class OrderDetailView(PartnerAPIView):
         body = request.data
         check_partner(body, self.partner)
         order = self.get_order(orderId)
-        data = parse(s.ReplaceOrderRequestSerializer, body)
+        data = parse_body(s.ReplaceOrderRequestSerializer, body)
         identity = {
             "orderId": str(order.order_id),
             "sellToOrderReference": order.sell_to_order_reference,
@@ -216,7 +197,7 @@ class OrderDetailView(PartnerAPIView):
         responses={
             200: OpenApiResponse(s.OrderSerializer, description="Issued → Cancelled, or already Cancelled."),
             204: OpenApiResponse(description="Draft or Error order deleted; its partner reference is free."),
-            **problems(401, 403, 404, 409, 422, 429),
+            **problem_responses(400, 401, 403, 404, 409, 422, 429),
         },
     )
     def delete(self, request: Request, orderId: str) -> Response:
@@ -233,12 +214,12 @@ class OrderConfirmView(PartnerAPIView):
         summary="Confirm a Draft order with its paymentReference",
         request=s.ConfirmRequestSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={200: s.OrderSerializer, **problems(*COMMON_ERRORS, 404, 409)},
+        responses={200: s.OrderSerializer, **problem_responses(*COMMON_ERRORS, 404, 409)},
         examples=[OpenApiExample("confirm", value={"paymentReference": "PAY-77812"}, request_only=True)],
         description="Draft → Issued. On an Issued order a no-op that returns the order unchanged.",
     )
     def post(self, request: Request, orderId: str) -> Response:
         order = self.get_order(orderId)
-        data = parse(s.ConfirmRequestSerializer, request.data)
+        data = parse_body(s.ConfirmRequestSerializer, request.data)
         order = services.confirm_order(order=order, payment_reference=data["paymentReference"])
         return self.render_order(order)
