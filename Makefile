@@ -12,7 +12,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 export PORT
 
-.PHONY: help run test lint venv browser
+.PHONY: help run test lint venv browser bench faults
 
 help:
 	@echo "make run    serve the API and the issuance workers on http://127.0.0.1:$(PORT) (demo data)"
@@ -44,3 +44,17 @@ test: venv browser
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# make bench   - throughput/latency of intake and issuance on a throwaway PostgreSQL (bench/README.md);
+#                figures also in bench/out/latest.txt. BENCH_ARGS="--e2e-rate 200" passes options.
+# make faults  - fault drills (kill -9 workers, PostgreSQL restart, races, capacity, webhooks);
+#                fails if an invariant breaks.
+BENCH_ARGS ?=
+FAULTS_ARGS ?=
+
+bench: venv
+	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+	bash .ci/with-postgres $(PY) -m bench.bench $(BENCH_ARGS)
+
+faults: venv
+	bash .ci/with-postgres $(PY) -m bench.faults $(FAULTS_ARGS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -30,6 +31,8 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.selectors import items_by_code, venue_today
 from catalog.services import CapacityClaim, CapacityExceeded, reserve_capacity
+from channel_manager import metrics
+from channel_manager.logs import add_log_context
 from channel_manager.models import (
     IN_FLIGHT,
     Order,
@@ -66,9 +69,17 @@ class LineProblem(Exception):
 def issue_order(*, order_pk: int) -> str | None:
     """Issue the order if it is in flight. Returns the status it settled in (Draft, Issued or
     Error), or None when this run had nothing to do (no such order, or already settled)."""
-    if not _start(order_pk):
-        return None
-    return _issue(order_pk)
+    started = time.monotonic()
+    result: str | None = "exception"
+    try:
+        result = _issue(order_pk) if _start(order_pk) else None
+        return result
+    finally:
+        seconds = time.monotonic() - started
+        metrics.observe_issuance(result=result, seconds=seconds)
+        if result is not None:
+            logger.info("order %s issuance ended in %s", order_pk, result,
+                        extra={"duration_ms": round(seconds * 1000, 1), "result": result})
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,5 +301,6 @@ def _settle(order: Order, to_status: str, message: str | None) -> str:
         subject_id=str(order.order_id),
         payload={"order": order_dict(fresh)},
     )
+    add_log_context(order_id=str(order.order_id), partner_id=fresh.partner.partner_id)
     logger.info("order %s settled %s%s", order.pk, to_status, f": {message}" if message else "")
     return to_status

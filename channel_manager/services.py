@@ -28,6 +28,7 @@ from channel_manager.models import (
     operation_allowed,
 )
 from channel_manager.problems import Problem, validation_problem
+from channel_manager.scheduling import enqueue_issuance
 from wallets.models import Wallet
 from wallets.services import destroy_order_wallets
 
@@ -278,7 +279,9 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
             _write_lines_and_wallets(order=order, lines=order_input.lines, items=items)
             record_status(order=order, from_status="", to_status=OrderStatus.SUBMITTED,
                           actor=actor or _partner_actor(partner))
-            enqueue_issuance_on_commit(order)
+            # Queued (Scheduled) in the same transaction; the partner is answered with the
+            # order as it was accepted: Submitted.
+            enqueue_issuance(order.pk)
     except IntegrityError:
         existing = (
             Order.objects.filter(partner=partner, sell_to_order_reference=order_input.sell_to_order_reference)
@@ -294,13 +297,6 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
     return order
 
 
-def enqueue_issuance_on_commit(order: Order) -> None:
-    from channel_manager import tasks  # tasks import services; keep the cycle out of import time
-
-    order_pk = order.pk
-    transaction.on_commit(lambda: tasks.enqueue_issuance(order_pk))
-
-
 def invalid_state(order: Order, operation: str) -> Problem:
     return Problem(
         409,
@@ -311,8 +307,12 @@ def invalid_state(order: Order, operation: str) -> Problem:
 
 
 def _lock(order: Order) -> Order:
-    """Re-read the order under a row lock: concurrent calls and the worker queue up behind it."""
-    return Order.objects.select_for_update().select_related("partner").get(pk=order.pk)
+    """Re-read the order under a row lock: concurrent calls and the worker queue up behind it.
+    A concurrent deleteOrder may have removed it meanwhile: then it is as absent as any other."""
+    locked = Order.objects.select_for_update().select_related("partner").filter(pk=order.pk).first()
+    if locked is None:
+        raise Problem(404, "not_found", "No such order.")
+    return locked
 
 
 def _transition(order: Order, to_status: str, *, actor: str, message: str = "") -> None:
@@ -366,7 +366,7 @@ def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = 
         _transition(order, OrderStatus.SUBMITTED, actor=actor or _partner_actor(order.partner), message="replaced")
         order.save()
         _write_lines_and_wallets(order=order, lines=order_input.lines, items=items)
-        enqueue_issuance_on_commit(order)
+        enqueue_issuance(order.pk)
     return order
 
 

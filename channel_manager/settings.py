@@ -24,6 +24,8 @@ def env_int(name: str, default: int) -> int:
 
 
 DEBUG = env_bool("DEBUG", False)
+# Development (`make run`, the tests): plain http on 127.0.0.1, plain-text logs.
+DEV = DEBUG or env_bool("CM_DEV", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if DEBUG or env_bool("CM_DEV", False):
@@ -54,6 +56,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id and access log (channel_manager.logs), then request timing.
+    "channel_manager.logs.RequestContextMiddleware",
+    "channel_manager.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -179,17 +184,62 @@ Q_CLUSTER = {
     "label": "Task queue",
 }
 
+# Logs go to stderr: JSON lines in production, plain text in development unless LOG_FORMAT=json
+# (channel_manager/logs.py: request id, partner, order, operation; secrets redacted).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "").strip().lower() or ("plain" if DEV else "json")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "channel_manager.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "channel_manager.logs.PlainFormatter"},
+        "json": {"()": "channel_manager.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # SQL with its parameters (which include webhook secrets) is never logged.
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not env_bool("CM_DEV", False))
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# ---- operations: /healthz, /readyz, /metrics, housekeeping (README "Running in production") ----
+
+# /readyz: 503 once no qcluster scheduler has run for this long, or the oldest queued task waited this long.
+QCLUSTER_MAX_SILENCE_SECONDS = env_int("QCLUSTER_MAX_SILENCE_SECONDS", 60)
+QUEUE_MAX_AGE_SECONDS = env_int("QUEUE_MAX_AGE_SECONDS", 300)
+# /metrics: a bearer token; without one, only loopback and these comma-separated CIDRs may scrape.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("METRICS_ALLOWED_NETWORKS", "").split(",") if n.strip()]
+# Housekeeping schedules: rows deleted per run, and how long things are kept.
+HOUSEKEEPING_BATCH = env_int("HOUSEKEEPING_BATCH", 10_000)
+TASK_RESULT_RETENTION_DAYS = env_int("TASK_RESULT_RETENTION_DAYS", 7)
+FAILED_TASK_RETENTION_DAYS = env_int("FAILED_TASK_RETENTION_DAYS", 30)
+DELIVERY_ATTEMPT_RETENTION_DAYS = env_int("DELIVERY_ATTEMPT_RETENTION_DAYS", 30)
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 90)
+
+# ---- transport security: production defaults, off in development (plain http on 127.0.0.1) ----
+
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEV)
+# Probes and scrapes come over plain http from inside the network (patterns match the path without "/").
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEV else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preload is a commitment to the browsers' HSTS preload list: opt in with SECURE_HSTS_PRELOAD=1.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# SECURE_COOKIES is the older name of both switches.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", env_bool("SECURE_COOKIES", not DEV))
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", env_bool("SECURE_COOKIES", not DEV))
+# Behind a TLS-terminating proxy that gunicorn does not trust (FORWARDED_ALLOW_IPS), name the header
+# it sets: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
+_proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header:
+    _header, _, _value = _proxy_ssl_header.partition(",")
+    if not _header.strip() or not _value.strip():
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must look like HTTP_X_FORWARDED_PROTO,https")
+    SECURE_PROXY_SSL_HEADER = (_header.strip(), _value.strip())
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]

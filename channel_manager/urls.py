@@ -2,9 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from channel_manager import health, metrics
 from channel_manager.api import views
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("channelManager", views.OrderCollectionView.as_view(), name="orders"),
     path("channelManager/<str:orderId>", views.OrderDetailView.as_view(), name="order-detail"),
     path("channelManager/<str:orderId>/confirm", views.OrderConfirmView.as_view(), name="order-confirm"),

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from channel_manager import metrics
 from notifications import services
 from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Subscription
 from notifications.signing import signature_header
@@ -201,6 +202,7 @@ def send_claimed(claim: Claim) -> str:
     delivery = Delivery.objects.select_related("event", "subscription").get(pk=claim.delivery_pk)
     subscription = delivery.subscription
     if not subscription.active:
+        metrics.count_delivery("failed")
         return _finish_refused(claim, f"subscription switched off: {subscription.disabled_reason or 'inactive'}")
     body = services.body_bytes(delivery.event)
     headers = {
@@ -216,7 +218,12 @@ def send_claimed(claim: Claim) -> str:
         outcome = Outcome(None, f"not sent: {error}", "", 0)
     else:
         outcome = post(target, body, headers, timeout=timeout_seconds())
-    return record_outcome(claim, outcome)
+    state = record_outcome(claim, outcome)
+    metrics.count_delivery(
+        "disabled" if outcome.status_code == 410
+        else {DeliveryState.DELIVERED: "delivered", DeliveryState.PENDING: "retry"}.get(state, "failed")
+    )
+    return state
 
 
 def record_outcome(claim: Claim, outcome: Outcome) -> str:

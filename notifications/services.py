@@ -17,6 +17,7 @@ from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from channel_manager.logs import request_id_kwargs
 from channel_manager.models import Partner
 from channel_manager.problems import Problem, validation_problem
 from notifications.models import Delivery, DeliveryState, Event, EventType, Subscription
@@ -93,7 +94,10 @@ def enqueue_after_commit(event_pk: int) -> None:
 
 def enqueue_delivery(event_pk: int) -> None:
     """Queue the task that sends an event's due deliveries (after commit)."""
-    async_task(DELIVER_EVENT_TASK, event_pk, group=TASK_GROUP, task_name=f"deliver-event-{event_pk}")
+    # The request id of the request (or task) that published it travels along, for the logs.
+    async_task(
+        DELIVER_EVENT_TASK, event_pk, group=TASK_GROUP, task_name=f"deliver-event-{event_pk}", **request_id_kwargs()
+    )
 
 
 # ---- subscriptions ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from channel_manager.logs import task_context
 from notifications import delivery
 
 DELIVER_EVENT_TASK = "notifications.tasks.deliver_event_task"
@@ -9,9 +10,10 @@ DELIVER_DUE_TASK = "notifications.tasks.deliver_due"
 DELIVER_DUE_SCHEDULE_NAME = "deliver-due-webhooks"
 
 
-def deliver_event_task(event_pk: int) -> int:
+def deliver_event_task(event_pk: int, request_id: str | None = None) -> int:
     """Send an event's due deliveries (queued after the event's transaction commits)."""
-    return delivery.deliver_event(event_pk=event_pk)
+    with task_context(request_id=request_id, operation="task:deliver_event"):
+        return delivery.deliver_event(event_pk=event_pk)
 
 
 def deliver_due() -> int:

@@ -125,3 +125,37 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     url = "http://127.0.0.1:9/hook"
     secret = factory.LazyFunction(_new_webhook_secret)
     active = True
+
+
+# ---- staff users and orders for the admin tests ----------------------------------------------
+
+STAFF_PASSWORD = "staff-pass-4-tests"
+
+
+def staff_user(username: str, *groups: str, password: str = STAFF_PASSWORD):
+    """A staff member (is_staff) in the named groups (Support, Finance: made by migration
+    channel_manager 0003_staff_groups)."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(username=username, password=password, is_staff=True)
+    found = list(Group.objects.filter(name__in=groups))
+    assert len(found) == len(groups), f"missing groups: {set(groups) - {g.name for g in found}}"
+    user.groups.add(*found)
+    return user
+
+
+def submit_order(partner: Partner, body: dict, *, settle: bool = True):
+    """An order placed as the partner API places it (the same serializer and service), then
+    settled by issuance (as the worker would) unless settle=False."""
+    from channel_manager.api.serializers import OrderRequestSerializer
+    from channel_manager.api.views import order_input_from
+    from channel_manager.issuance import issue_order
+    from channel_manager.models import Order
+    from channel_manager.services import create_order
+
+    serializer = OrderRequestSerializer(data=body)
+    serializer.is_valid(raise_exception=True)
+    order = create_order(partner=partner, order_input=order_input_from(serializer.validated_data))
+    if settle:
+        issue_order(order_pk=order.pk)
+    return Order.objects.select_related("partner").get(pk=order.pk)

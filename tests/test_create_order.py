@@ -236,26 +236,39 @@ def test_order_issuing_more_wallets_than_the_limit_is_rejected(client, catalog, 
 def test_create_records_submitted_in_the_status_history(client, catalog, partner):
     order_id = post(client, order_body()).json()["orderId"]
     order = Order.objects.get(order_id=order_id)
-    change = order.status_changes.get()
-    assert (change.from_status, change.to_status, change.actor) == ("", OrderStatus.SUBMITTED, "partner:acme-travel")
+    submitted, scheduled = order.status_changes.order_by("id")
+    assert (submitted.from_status, submitted.to_status, submitted.actor) == ("", "Submitted", "partner:acme-travel")
+    assert (scheduled.from_status, scheduled.to_status) == ("Submitted", "Scheduled")
 
 
-def test_create_enqueues_issuance_on_commit(client, catalog, django_capture_on_commit_callbacks):
+def test_create_queues_issuance_in_the_same_transaction(client, catalog, django_capture_on_commit_callbacks):
     from django_q.models import OrmQ
 
-    with django_capture_on_commit_callbacks(execute=True):
-        order_id = post(client, order_body()).json()["orderId"]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post(client, order_body())
+    assert callbacks == []  # nothing left for after commit that could fail
+    assert response.json()["status"] == "Submitted"
     assert OrmQ.objects.count() == 1
-    assert Order.objects.get(order_id=order_id).status == OrderStatus.SCHEDULED
+    order = Order.objects.get(order_id=response.json()["orderId"])
+    assert order.status == OrderStatus.SCHEDULED
+    assert [c.to_status for c in order.status_changes.order_by("id")] == ["Submitted", "Scheduled"]
+
+
+def test_a_create_that_fails_queues_nothing(client, catalog):
+    from django_q.models import OrmQ
+
+    post(client, order_body(items=[line(quantity=0)]))
+    assert OrmQ.objects.count() == 0
 
 
 def test_create_costs_a_fixed_number_of_queries_whatever_the_wallet_count(
     client, catalog, django_assert_max_num_queries
 ):
     post(client, order_body())  # warm the per-process catalog snapshot
-    # The API key, then the order, its lines, its wallet shells and its history (inside the
-    # test's transaction, as a savepoint: two more statements): nothing read back.
-    with django_assert_max_num_queries(7) as small:
+    # The API key, then the order, its lines, its wallet shells and its history, the queue row,
+    # Scheduled and its history (inside the test's transaction, as a savepoint: two more
+    # statements): nothing read back.
+    with django_assert_max_num_queries(10) as small:
         assert post(client, order_body(items=[line(quantity=1)])).status_code == 202
     with django_assert_max_num_queries(len(small.captured_queries)) as large:
         assert post(client, order_body(items=[line(quantity=250), line("PARK-AND-SHOW", 250)])).status_code == 202

@@ -9,6 +9,7 @@ import pytest
 from catalog.models import Capacity
 from channel_manager.issuance import issue_order
 from channel_manager.models import Order, OrderStatus
+from channel_manager.problems import Problem
 from tests.payloads import line, order_body, visit_date
 from tests.test_api_auth import assert_problem
 from wallets.models import Asset, Wallet
@@ -238,3 +239,18 @@ def test_delete_draft_frees_its_capacity(client, catalog):
     assert Capacity.objects.get().sold == 3
     client.delete(f"/channelManager/{order['orderId']}")
     assert Capacity.objects.get().sold == 0
+
+
+def test_an_order_deleted_by_a_concurrent_call_answers_404_not_500(client, catalog):
+    from channel_manager import services
+
+    order = draft(client)
+    stale = Order.objects.get(order_id=order["orderId"])  # read before the other call deleted it
+    assert services.delete_order(order=Order.objects.get(pk=stale.pk)) is None
+    for call in (
+        lambda: services.delete_order(order=stale),
+        lambda: services.confirm_order(order=stale, payment_reference="P"),
+    ):
+        with pytest.raises(Problem) as caught:
+            call()
+        assert (caught.value.status_code, caught.value.code) == (404, "not_found")

@@ -20,11 +20,17 @@ def create(client, **overrides) -> dict:
     return response.json()
 
 
-def test_get_order_returns_what_create_returned(client, catalog):
+def test_get_order_returns_what_create_returned_now_queued(client, catalog):
     created = create(client)
     response = client.get(f"/channelManager/{created['orderId']}")
     assert response.status_code == 200
-    assert response.json() == created
+    got = response.json()
+    # Accepted as Submitted, and queued (Scheduled) in the same transaction.
+    assert (created["status"], got["status"]) == ("Submitted", "Scheduled")
+    assert got["updatedAt"] >= created["updatedAt"]
+    for field in ("status", "updatedAt"):
+        del got[field], created[field]
+    assert got == created
 
 
 def test_get_order_with_a_malformed_id_is_404(client, catalog):
@@ -98,5 +104,5 @@ def test_find_orders_pages_with_a_cursor_through_every_order_once(client, catalo
 def test_cursor_keeps_the_filters(client, catalog):
     for _ in range(3):
         create(client, paymentReference=None)
-    body = client.get("/channelManager", {"status": "Submitted", "limit": 2}).json()
-    assert "status=Submitted" in body["next"]
+    body = client.get("/channelManager", {"status": "Scheduled", "limit": 2}).json()
+    assert "status=Scheduled" in body["next"]

@@ -188,7 +188,8 @@ class OrderDetailView(PartnerAPIView):
         if mismatched:
             raise validation_problem(mismatched)
         order = services.replace_order(order=order, order_input=order_input_from(data))
-        return self.render_order(order, status.HTTP_202_ACCEPTED)
+        # As for createOrder: the order as accepted (Submitted), from the rows just written.
+        return Response(order_dict(order), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         operation_id="deleteOrder",

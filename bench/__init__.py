@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`) and fault drills (`make faults`); see bench/README.md."""

@@ -1,0 +1,591 @@
+"""`make bench`: throughput and latency of order intake and of end-to-end issuance, on a throwaway
+PostgreSQL (run under .ci/with-postgres, which `make bench` does).
+
+    bash .ci/with-postgres .venv/bin/python -m bench.bench [--intake-seconds 20] [--e2e-seconds 20]
+                                                          [--e2e-rate 150] [--connections 32]
+
+Phases (each prints what it measured; a table at the end, also written to bench/out/latest.txt):
+
+a. pgbench reference: single-row INSERT commits per second, 8 clients, ~10 s.
+b. Intake: createOrder under wrk (32 connections, ~20 s), no issuance workers running.
+   Throughput, latency percentiles, non-202 answers, SQL statements per request (from
+   pg_stat_statements: calls during the phase / requests), CPU split gunicorn vs PostgreSQL.
+c. End to end: the qcluster running, a steady stream of orders at a fixed rate (a Python
+   open-loop client: Debian has no wrk2) for ~20 s, then wait until all settle. Orders and
+   wallets settled per second, submit-to-settled latency from the order rows and their history.
+d. Flat cost: statements per createOrder / issuance / getOrder at 1, 6 and 500 wallets
+   (bench/flat_cost.py, CaptureQueriesContext in-process).
+
+Settings are production's: DEBUG off, SECRET_KEY set, gunicorn `channel_manager.wsgi` with 2
+workers per core and 2 threads each (BENCH_GUNICORN_ARGS adds arguments), LOG_LEVEL=WARNING.
+The cluster from .ci/with-postgres runs with fsync=off and synchronous_commit=off, so commits are
+cheaper than on a production server: the pgbench line is there to compare machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.common import (
+    CORES,
+    IN_FLIGHT,
+    PY,
+    REPO,
+    Api,
+    app_env,
+    free_port,
+    log,
+    machine_busy_seconds,
+    percentile,
+    postmaster_pid,
+    require_env,
+    restart_postgres,
+    sale_dates,
+    self_children_cpu,
+    setup_database,
+    six_wallet_order,
+    sql,
+    sql_one,
+    start_gunicorn,
+    start_qcluster,
+    tree_cpu_seconds,
+)
+
+PARTNER_ID = "bench"
+OUT = REPO / "bench" / "out"
+TARGETS = {
+    "intake_rps": 400,
+    "intake_p99_ms": 250,
+    "e2e_orders_per_s": 150,
+    "e2e_wallets_per_s": 900,
+    "e2e_p50_s": 1.0,
+    "e2e_p99_s": 5.0,
+}
+
+
+# ---- a. pgbench ----------------------------------------------------------------------------------
+
+
+def pgbench_reference(seconds: int) -> dict:
+    pgbench = Path(os.environ["PGBIN"]) / "pgbench"
+    if not pgbench.exists():
+        found = shutil.which("pgbench")
+        if not found:
+            return {"note": "pgbench not found"}
+        pgbench = Path(found)
+    sql("DROP TABLE IF EXISTS bench_scratch")
+    sql("CREATE TABLE bench_scratch (id bigserial PRIMARY KEY, v double precision, at timestamptz DEFAULT now())")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write("INSERT INTO bench_scratch (v) VALUES (random());\n")
+    try:
+        result = subprocess.run(
+            [str(pgbench), "-n", "-c", "8", "-j", "2", "-T", str(seconds), "-f", script.name,
+             os.environ["DATABASE_URL"]],
+            capture_output=True, text=True,
+        )
+    finally:
+        os.unlink(script.name)
+        sql("DROP TABLE IF EXISTS bench_scratch")
+    match = re.search(r"tps = ([\d.]+)", result.stdout)
+    if result.returncode != 0 or not match:
+        return {"note": f"pgbench failed: {result.stderr.strip()[-300:]}"}
+    latency = re.search(r"latency average = ([\d.]+) ms", result.stdout)
+    return {"tps": float(match.group(1)), "latency_ms": float(latency.group(1)) if latency else None}
+
+
+# ---- pg_stat_statements --------------------------------------------------------------------------
+
+
+def enable_pg_stat_statements() -> str | None:
+    """Load pg_stat_statements (a restart: shared_preload_libraries). None when it works, else
+    why not."""
+    if not sql_one("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_stat_statements'"):
+        return "pg_stat_statements is not installed (PostgreSQL contrib): statements/request not measured"
+    if "pg_stat_statements" not in (sql_one("SHOW shared_preload_libraries") or ""):
+        sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        restart_postgres()
+    sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return None
+
+
+TX_CONTROL = r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)"
+# Foreign-key checks that PostgreSQL's RI triggers run per inserted row (SELECT 1 FROM ONLY ...
+# FOR KEY SHARE): pg_stat_statements counts them as top-level statements, but the app never
+# sends them, so they are left out of "statements per request".
+FK_CHECK = r"^SELECT \$\d+ FROM ONLY .* FOR KEY SHARE OF"
+THIS_DB = "dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
+
+def statement_calls() -> tuple[int, int]:
+    """Statements the app sent in this database since the last reset: all, and all but
+    transaction control."""
+    row = sql(
+        "SELECT coalesce(sum(calls) FILTER (WHERE query !~ %s), 0), "
+        f"coalesce(sum(calls) FILTER (WHERE query !~ %s AND query !~* %s), 0) FROM pg_stat_statements WHERE {THIS_DB}",
+        (FK_CHECK, FK_CHECK, TX_CONTROL),
+    )[0]
+    return int(row[0]), int(row[1])
+
+
+def top_statements(limit: int = 12) -> list[tuple[int, str]]:
+    return [
+        (int(calls), " ".join(query.split())[:110])
+        for calls, query in sql(
+            f"SELECT calls, query FROM pg_stat_statements WHERE {THIS_DB} AND query !~ %s ORDER BY calls DESC LIMIT %s",
+            (FK_CHECK, limit),
+        )
+    ]
+
+
+def reset_statements() -> None:
+    sql("SELECT pg_stat_statements_reset()")
+
+
+# ---- b. intake -----------------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds of gunicorn, PostgreSQL, the qcluster and the load generator over a phase,
+    and of everything else on the machine (other people's work: noise)."""
+
+    def __init__(self, gunicorn_pid: int, qcluster_pid: int | None = None) -> None:
+        self.pids = {"gunicorn": gunicorn_pid, "postgres": postmaster_pid(), "qcluster": qcluster_pid}
+
+    def snapshot(self) -> dict[str, float]:
+        values = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
+        values["client"] = self_children_cpu() + _own_cpu()
+        values["machine"] = machine_busy_seconds()
+        values["wall"] = time.monotonic()
+        return values
+
+    @staticmethod
+    def split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        delta = {k: after[k] - before[k] for k in before}
+        wall = delta.pop("wall")
+        machine = delta.pop("machine")
+        delta["other"] = max(0.0, machine - sum(delta.values()))
+        delta = {k: v for k, v in delta.items() if v > 0.005 or k in ("gunicorn", "postgres")}
+        delta["wall"] = wall
+        delta["machine"] = machine
+        return delta
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def run_wrk(port: int, key: str, seconds: int, connections: int, run_id: str, dates: list[str]) -> dict:
+    wrk = shutil.which("wrk")
+    if not wrk:
+        sys.exit("wrk is not installed: apt-get install -y wrk (make bench does it)")
+    argv = [
+        wrk, "-t", str(min(CORES, connections)), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+        "--timeout", "10s", "-s", str(REPO / "bench" / "create_order.lua"), f"http://127.0.0.1:{port}/channelManager",
+        "--", run_id, PARTNER_ID, key, ",".join(dates),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if result.returncode != 0 or line is None:
+        sys.exit(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    data = json.loads(line[len("BENCH_JSON "):])
+    data["raw"] = result.stdout
+    return data
+
+
+def wait_quiet(prefix: str, timeout: float = 60) -> int:
+    """Wait until the server has finished what wrk left queued when it stopped: the count of
+    orders with this reference prefix stays the same for a second. Returns that count."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = int(sql_one("SELECT count(*) FROM channel_manager_order WHERE sell_to_order_reference LIKE %s",
+                            (prefix + "%",)))
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= 1.0:
+            break
+        time.sleep(0.2)
+    return last
+
+
+def intake_phase(port: int, key: str, seconds: int, connections: int, dates: list[str], pgss: bool,
+                 gunicorn_pid: int) -> dict:
+    log(f"b. intake: warm-up, then wrk -c {connections} for {seconds} s (no issuance workers running)")
+    run_wrk(port, key, 3, connections, "WARM", dates)
+    wait_quiet("WARM-")
+    if pgss:
+        reset_statements()
+    meter = CpuMeter(gunicorn_pid)
+    before = meter.snapshot()
+    data = run_wrk(port, key, seconds, connections, "INTAKE", dates)
+    # Statements, CPU and rows include the requests wrk left queued; all are divided by them.
+    accepted = wait_quiet("INTAKE-")
+    cpu = CpuMeter.split(before, meter.snapshot())
+    handled = max(1, data["requests"], accepted + data["non202"])
+    result = {
+        "requests": data["requests"],
+        "rps": data["requests"] / (data["duration_us"] / 1e6),
+        "p50_ms": data["latency_us"]["p50"] / 1000,
+        "p90_ms": data["latency_us"]["p90"] / 1000,
+        "p99_ms": data["latency_us"]["p99"] / 1000,
+        "max_ms": data["latency_us"]["max"] / 1000,
+        "non202": data["non202"],
+        "statuses": data["statuses"],
+        "socket_errors": {k: v for k, v in data["errors"].items() if v and k != "status"},
+        "cpu": cpu,
+        "accepted_rows": accepted,
+        "handled": handled,
+        "gunicorn_cpu_ms_per_request": 1000 * cpu.get("gunicorn", 0) / handled,
+        "postgres_cpu_ms_per_request": 1000 * cpu.get("postgres", 0) / handled,
+    }
+    if pgss:
+        calls, without_tx = statement_calls()
+        result["statements_per_request"] = calls / handled
+        result["statements_per_request_no_tx"] = without_tx / handled
+        result["top_statements"] = [(c / handled, q) for c, q in top_statements()]
+    log(f"   {result['requests']} requests, {result['rps']:.0f} req/s, p50 {result['p50_ms']:.0f} ms, "
+        f"p99 {result['p99_ms']:.0f} ms, non-202 {result['non202']} {result['statuses'] or ''}")
+    return result
+
+
+def clear_orders() -> None:
+    """Drop the intake phase's orders and queued tasks, so that the end-to-end phase starts with
+    an idle queue and fresh capacity rows."""
+    sql(
+        "TRUNCATE channel_manager_order, channel_manager_orderline, channel_manager_orderstatuschange, "
+        "wallets_wallet, wallets_asset, notifications_event, catalog_capacity, "
+        "channel_manager_idempotencyrecord, django_q_ormq, django_q_task CASCADE"
+    )
+    sql("VACUUM ANALYZE")
+
+
+# ---- c. end to end -------------------------------------------------------------------------------
+
+
+def steady_stream(port: int, key: str, rate: float, seconds: float, dates: list[str], threads: int = 12) -> dict:
+    """Open loop: request k is due at start + k/rate whatever happened to the others; each of
+    `threads` connections takes the next due request. Lateness (the client could not keep up)
+    is reported."""
+    total = int(rate * seconds)
+    counter = itertools.count()
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    late: list[float] = []
+    lock = threading.Lock()
+    start = time.monotonic() + 0.2
+
+    def worker() -> None:
+        api = Api(port, key)
+        while True:
+            k = next(counter)
+            if k >= total:
+                break
+            due = start + k / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            day = dates[k % len(dates)]
+            slot = ("19:30", "21:00")[(k // len(dates)) % 2]
+            reply = api.request("POST", "/channelManager", six_wallet_order(PARTNER_ID, f"E2E-{k}", day, slot))
+            with lock:
+                statuses[reply.status] = statuses.get(reply.status, 0) + 1
+                latencies.append(reply.seconds)
+                late.append(max(0.0, -delay))
+        api.close()
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.monotonic() - start
+    return {
+        "sent": total, "elapsed": elapsed, "statuses": statuses, "achieved_rate": total / max(elapsed, 1e-9),
+        "client_p50_ms": (percentile(latencies, 0.5) or 0) * 1000,
+        "client_p99_ms": (percentile(latencies, 0.99) or 0) * 1000,
+        "late_p99_ms": (percentile(late, 0.99) or 0) * 1000,
+    }
+
+
+def wait_settled(timeout: float, qcluster) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not qcluster.alive():
+            sys.exit(f"the qcluster exited with {qcluster.process.returncode}:\n{qcluster.output()}")
+        left = sql_one("SELECT count(*) FROM channel_manager_order WHERE status = ANY(%s)", (list(IN_FLIGHT),))
+        if not left:
+            return time.monotonic() - started
+        time.sleep(0.25)
+    return -1.0
+
+
+SETTLE_STATS = """
+WITH settled AS (
+    SELECT o.id, o.status, o.created_at, min(c.at) AS settled_at
+    FROM channel_manager_order o
+    JOIN channel_manager_orderstatuschange c ON c.order_id = o.id AND c.to_status IN ('Draft', 'Issued', 'Error')
+    WHERE o.sell_to_order_reference LIKE 'E2E-%%'
+    GROUP BY o.id
+)
+SELECT count(*),
+       count(*) FILTER (WHERE status = 'Error'),
+       extract(epoch FROM max(settled_at) - min(created_at)),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM settled_at - created_at)),
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM settled_at - created_at)),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM settled_at - created_at)),
+       max(extract(epoch FROM settled_at - created_at))
+FROM settled
+"""
+
+
+def e2e_phase(port: int, key: str, seconds: int, rate: float, dates: list[str], gunicorn_pid: int,
+              workers: int, pgss: bool) -> dict:
+    log(f"c. end to end: qcluster with Q_WORKERS={workers}, {rate:g} orders/s for {seconds} s, then settle")
+    qcluster = start_qcluster(app_env(Q_WORKERS=str(workers)))
+    try:
+        # Wait for the cluster: a probe order must settle.
+        api = Api(port, key)
+        probe = api.request("POST", "/channelManager", six_wallet_order(PARTNER_ID, "PROBE-1", dates[-1], "21:00"))
+        api.close()
+        if probe.status != 202:
+            sys.exit(f"probe order answered {probe.status}: {probe.body[:300]!r}")
+        if wait_settled(60, qcluster) < 0:
+            sys.exit(f"the probe order did not settle within 60 s:\n{qcluster.output()}")
+        if pgss:
+            reset_statements()
+        meter = CpuMeter(gunicorn_pid, qcluster.pid)
+        before = meter.snapshot()
+        stream = steady_stream(port, key, rate, seconds, dates)
+        settle_timeout = max(120.0, seconds * 6)
+        drain = wait_settled(settle_timeout, qcluster)
+        cpu = CpuMeter.split(before, meter.snapshot())
+        if drain < 0:
+            log("   not every order settled in time!")
+        row = sql(SETTLE_STATS)[0]
+        count, errors, span, p50, p90, p99, worst = row
+        wallets = sql_one(
+            "SELECT count(*) FROM wallets_wallet w JOIN channel_manager_order o ON o.id = w.order_id "
+            "WHERE o.sell_to_order_reference LIKE 'E2E-%%' AND w.minted_at IS NOT NULL"
+        )
+        issued = int(count) - int(errors)
+        span = float(span or 0) or 1.0
+        result = {
+            "offered_rate": rate, "stream": stream, "settled": int(count), "errors": int(errors),
+            "drain_after_stream_s": drain, "span_s": span, "settle_timeout_s": settle_timeout,
+            "left_in_flight": int(sql_one("SELECT count(*) FROM channel_manager_order WHERE status = ANY(%s)",
+                                          (list(IN_FLIGHT),))),
+            "orders_per_s": int(count) / span, "wallets_per_s": int(wallets) / span,
+            "wallets": int(wallets), "issued_or_draft": issued,
+            "p50_s": float(p50 or 0), "p90_s": float(p90 or 0), "p99_s": float(p99 or 0), "max_s": float(worst or 0),
+            "cpu": cpu,
+        }
+        if pgss:
+            calls, without_tx = statement_calls()
+            result["statements_per_order"] = calls / max(1, int(count))
+            result["statements_per_order_no_tx"] = without_tx / max(1, int(count))
+        log(f"   {count} settled ({errors} Error) in {span:.1f} s: {result['orders_per_s']:.0f} orders/s, "
+            f"{result['wallets_per_s']:.0f} wallets/s, p50 {result['p50_s']:.2f} s, p99 {result['p99_s']:.2f} s")
+        return result
+    finally:
+        qcluster.cleanup()
+
+
+# ---- d. flat cost --------------------------------------------------------------------------------
+
+
+def flat_phase(key: str) -> list[dict]:
+    log("d. flat cost: statements per operation at 1, 6 and 500 wallets (CaptureQueriesContext)")
+    env = app_env()
+    env["ALLOWED_HOSTS"] = "127.0.0.1,localhost,testserver"
+    result = subprocess.run([PY, "-m", "bench.flat_cost", key, PARTNER_ID], cwd=REPO, env=env,
+                            capture_output=True, text=True)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("FLAT_JSON ")), None)
+    if result.returncode != 0 or line is None:
+        sys.exit(f"bench/flat_cost.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return json.loads(line[len("FLAT_JSON "):])
+
+
+# ---- the report ----------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def report(meta: dict, pgbench: dict, intake: dict | None, e2e: dict | None, flat: list[dict] | None) -> str:
+    lines = [
+        f"OTA Channel Manager benchmark  {meta['when']}  git {meta['git']}",
+        f"machine: {CORES} cores, load average before start {meta['loadavg']}; PostgreSQL {meta['pg_version']} "
+        "(throwaway cluster: fsync=off, synchronous_commit=off)",
+        f"gunicorn: {meta['gunicorn']}",
+        f"settings: DEBUG off, LOG_LEVEL {meta['log_level']}, RATE_LIMIT_PER_PARTNER "
+        f"{meta['rate_limit'] or 'off'}, SECURE_SSL_REDIRECT off (no TLS proxy in front)",
+        "",
+    ]
+    if "tps" in pgbench:
+        lines.append(f"a. pgbench reference  single-row INSERT commits/s, 8 clients: {pgbench['tps']:.0f} tps "
+                     f"(avg latency {pgbench['latency_ms']:.2f} ms)")
+    else:
+        lines.append(f"a. pgbench reference  {pgbench.get('note')}")
+    lines.append("")
+    rows: list[tuple[str, str, str, str]] = []
+    if intake:
+        rows += [
+            ("b. intake throughput (32 conns)", f"{intake['rps']:.0f} req/s",
+             f">= {TARGETS['intake_rps']} req/s", verdict(intake["rps"] >= TARGETS["intake_rps"])),
+            ("   latency p50 / p90 / p99",
+             f"{intake['p50_ms']:.0f} / {intake['p90_ms']:.0f} / {intake['p99_ms']:.0f} ms",
+             f"p99 <= {TARGETS['intake_p99_ms']} ms", verdict(intake["p99_ms"] <= TARGETS["intake_p99_ms"])),
+            ("   non-202 answers", f"{intake['non202']} of {intake['requests']} {intake['statuses'] or ''}".strip(),
+             "0", verdict(intake["non202"] == 0 and not intake["socket_errors"])),
+        ]
+        if intake["socket_errors"]:
+            rows.append(("   socket errors (wrk)", str(intake["socket_errors"]), "none", "MISS"))
+        if "statements_per_request" in intake:
+            rows.append(("   SQL statements / request",
+                         f"{intake['statements_per_request']:.1f} ({intake['statements_per_request_no_tx']:.1f} "
+                         "w/o BEGIN/COMMIT/SAVEPOINT)", "pg_stat_statements*", ""))
+        rows.append(("   CPU seconds over the phase", _cpu_text(intake["cpu"]), "", ""))
+        rows.append(("   CPU ms per request", f"gunicorn {intake['gunicorn_cpu_ms_per_request']:.1f}, postgres "
+                     f"{intake['postgres_cpu_ms_per_request']:.1f}", "less noisy than req/s", ""))
+    if e2e:
+        rows += [
+            ("c. end to end: orders settled / s", f"{e2e['orders_per_s']:.0f} (offered {e2e['offered_rate']:g}/s)",
+             f">= {TARGETS['e2e_orders_per_s']}", verdict(e2e["orders_per_s"] >= TARGETS["e2e_orders_per_s"])),
+            ("   wallets minted / s", f"{e2e['wallets_per_s']:.0f}", f">= {TARGETS['e2e_wallets_per_s']}",
+             verdict(e2e["wallets_per_s"] >= TARGETS["e2e_wallets_per_s"])),
+            ("   submit-to-settled p50", f"{e2e['p50_s']:.2f} s", f"< {TARGETS['e2e_p50_s']:g} s",
+             verdict(e2e["p50_s"] < TARGETS["e2e_p50_s"])),
+            ("   submit-to-settled p90 / p99 / max", f"{e2e['p90_s']:.2f} / {e2e['p99_s']:.2f} / {e2e['max_s']:.2f} s",
+             f"p99 < {TARGETS['e2e_p99_s']:g} s", verdict(e2e["p99_s"] < TARGETS["e2e_p99_s"])),
+            ("   orders settled (Error)", f"{e2e['settled']} ({e2e['errors']}); answers {e2e['stream']['statuses']}",
+             "all 202, 0 Error", verdict(e2e["errors"] == 0 and set(e2e["stream"]["statuses"]) == {202})),
+            ("   drain after the stream stopped", _drain_text(e2e), "", ""),
+            ("   offered / achieved send rate", f"{e2e['offered_rate']:g} / {e2e['stream']['achieved_rate']:.0f} "
+             "orders/s", "", verdict(e2e["stream"]["achieved_rate"] >= 0.95 * e2e["offered_rate"])),
+            ("   client createOrder p50 / p99", f"{e2e['stream']['client_p50_ms']:.0f} / "
+             f"{e2e['stream']['client_p99_ms']:.0f} ms (sender lateness p99 {e2e['stream']['late_p99_ms']:.0f} ms)",
+             "", ""),
+        ]
+        if "statements_per_order" in e2e:
+            rows.append(("   SQL statements / order (all processes)",
+                         f"{e2e['statements_per_order']:.1f} ({e2e['statements_per_order_no_tx']:.1f} w/o tx control)",
+                         "pg_stat_statements*", ""))
+        rows.append(("   CPU seconds over the phase", _cpu_text(e2e["cpu"]), "", ""))
+        per_order = {k: 1000 * v / max(1, e2e["settled"]) for k, v in e2e["cpu"].items()
+                     if k in ("gunicorn", "postgres", "qcluster")}
+        rows.append(("   CPU ms per order", ", ".join(f"{k} {v:.1f}" for k, v in per_order.items()),
+                     "less noisy than orders/s", ""))
+    width = max(len(r[0]) for r in rows) if rows else 30
+    vwidth = max(len(r[1]) for r in rows) if rows else 20
+    for name, value, target, ok in rows:
+        lines.append(f"{name:<{width}}  {value:<{vwidth}}  {target:<22} {ok}".rstrip())
+    if flat:
+        lines += ["", "d. flat cost: SQL statements per operation (CaptureQueriesContext, in-process)",
+                  f"   {'wallets':>7}  {'createOrder':>11}  {'issuance':>8}  {'getOrder':>8}"]
+        for entry in flat:
+            lines.append(f"   {entry['wallets']:>7}  {entry['create']:>11}  {entry['issue']:>8}  {entry['get']:>8}"
+                         f"   ({entry['status']}, {entry['minted']} wallets minted)")
+        flat_ok = all(
+            len({e[op] for e in flat if e["wallets"] > 1}) == 1 for op in ("create", "issue", "get")
+        )
+        lines.append(f"   flat from 6 to 500 wallets (same 3 lines): {verdict(flat_ok)}")
+    if intake and intake.get("top_statements"):
+        lines += ["", "intake: statements per request, most frequent (pg_stat_statements)"]
+        lines += [f"   {per:5.2f}  {query}" for per, query in intake["top_statements"]]
+    lines += ["", "* pg_stat_statements calls in the phase / requests (or orders), leaving out the foreign-key checks",
+              "  that PostgreSQL's triggers run per inserted row (SELECT 1 FROM ONLY ... FOR KEY SHARE).",
+              "CPU 'other' is everything else the machine ran meanwhile: when it is large, the figures are noisy."]
+    return "\n".join(lines) + "\n"
+
+
+def _drain_text(e2e: dict) -> str:
+    if e2e["drain_after_stream_s"] >= 0:
+        return f"{e2e['drain_after_stream_s']:.1f} s"
+    return f"NOT all settled: gave up after {e2e['settle_timeout_s']:.0f} s, {e2e['left_in_flight']} still in flight"
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    parts = [f"{k} {v:.1f}" for k, v in cpu.items() if k not in ("wall", "machine")]
+    return ", ".join(parts) + f" (of {cpu['wall'] * CORES:.0f} available)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--intake-seconds", type=int, default=int(os.environ.get("BENCH_INTAKE_SECONDS", 20)))
+    parser.add_argument("--e2e-seconds", type=int, default=int(os.environ.get("BENCH_E2E_SECONDS", 20)))
+    parser.add_argument("--e2e-rate", type=float, default=float(os.environ.get("BENCH_E2E_RATE", 150)))
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--q-workers", type=int, default=int(os.environ.get("Q_WORKERS") or CORES))
+    parser.add_argument("--skip", action="append", default=[], choices=["pgbench", "intake", "e2e", "flat"])
+    args = parser.parse_args()
+    require_env()
+    os.chdir(REPO)
+
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True).stdout.strip()
+    meta = {
+        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "git": git + ("+dirty" if dirty else ""),
+        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
+    log("setup: migrate, load the demo catalog, create partner 'bench'")
+    key = setup_database(PARTNER_ID, "Bench")
+    meta["pg_version"] = sql_one("SHOW server_version")
+    pgss_note = enable_pg_stat_statements()
+    pgss = pgss_note is None
+    if pgss_note:
+        log(f"   note: {pgss_note}")
+    dates = sale_dates()
+
+    pgbench = {"note": "skipped"}
+    if "pgbench" not in args.skip:
+        log(f"a. pgbench reference: 8 clients, {args.pgbench_seconds} s")
+        pgbench = pgbench_reference(args.pgbench_seconds)
+        log(f"   {pgbench}")
+
+    flat = None if "flat" in args.skip else flat_phase(key)
+
+    port = free_port()
+    env = app_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    gunicorn = start_gunicorn(port, env)
+    meta["gunicorn"] = " ".join(gunicorn.argv[2:])
+    meta["log_level"] = env["LOG_LEVEL"]
+    meta["rate_limit"] = env["RATE_LIMIT_PER_PARTNER"]
+    intake = e2e = None
+    try:
+        if "intake" not in args.skip:
+            intake = intake_phase(port, key, args.intake_seconds, args.connections, dates, pgss, gunicorn.pid)
+        if "e2e" not in args.skip:
+            clear_orders()
+            e2e = e2e_phase(port, key, args.e2e_seconds, args.e2e_rate, dates, gunicorn.pid, args.q_workers, pgss)
+    finally:
+        gunicorn.cleanup()
+
+    text = report(meta, pgbench, intake, e2e, flat)
+    print("\n" + text, end="")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "latest.txt").write_text(text)
+    (OUT / "latest.json").write_text(json.dumps(
+        {"meta": meta, "pgbench": pgbench, "intake": intake, "e2e": e2e,
+         "flat": [{k: v for k, v in e.items() if k != "sql"} for e in flat or []]}, indent=2, default=str))
+    log(f"written to {OUT / 'latest.txt'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""Prometheus metrics at `/metrics` (prometheus-client).
+
+Recorded where they happen:
+  cm_http_request_duration_seconds{operation,status}  histogram, every request (RequestMetricsMiddleware)
+  cm_issuance_duration_seconds{result}                 histogram, every issuance run (worker)
+  cm_webhook_deliveries_total{outcome}                 counter: delivered, retry, failed, disabled (worker)
+Read from the database at scrape time (DatabaseCollector, three queries):
+  cm_orders{status}                                    orders by status (one GROUP BY)
+  cm_queue_tasks{state}                                django-q2 queue: waiting, running
+  cm_queue_oldest_age_seconds                          how long the oldest waiting task has waited
+  cm_metrics_database_up                               1, or 0 when the database did not answer
+
+Several processes: with PROMETHEUS_MULTIPROC_DIR set (channel_manager/deploy/gunicorn.conf.py
+sets it; give the qcluster the same directory on the same machine), every process writes its
+samples to files there and a scrape, answered by any one gunicorn worker, sums them all. Files of
+processes that ended (gunicorn and django-q recycle workers) are folded into one archive file
+per type under a lock, so that counters keep counting and the directory does not grow without
+bound. Without the variable (development, tests) the metrics live in the process.
+
+Access: with METRICS_TOKEN set, a scrape must send `Authorization: Bearer <METRICS_TOKEN>`;
+without it, only clients from loopback or METRICS_ALLOWED_NETWORKS (CIDRs) are answered.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hmac
+import ipaddress
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+# prometheus_client picks its value storage when it is first imported: the directory must exist
+# by then, in every process that records metrics (web workers and qcluster workers).
+if multiprocess_dir():
+    os.makedirs(multiprocess_dir(), exist_ok=True)
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram  # noqa: E402
+from prometheus_client.exposition import choose_encoder  # noqa: E402
+from prometheus_client.metrics_core import GaugeMetricFamily  # noqa: E402
+from prometheus_client.mmap_dict import MmapedDict  # noqa: E402
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
+
+from channel_manager.logs import operation_for  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+HTTP_REQUEST_DURATION = Histogram(
+    "cm_http_request_duration_seconds",
+    "Time to answer an HTTP request, by OpenAPI operationId (else route name) and status code.",
+    ["operation", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ISSUANCE_DURATION = Histogram(
+    "cm_issuance_duration_seconds",
+    "Time one issuance run took, by the status it settled the order in (none: nothing to do).",
+    ["result"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+WEBHOOK_DELIVERIES = Counter(
+    "cm_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, retry (scheduled again), failed (for good), "
+    "disabled (410 Gone switched the subscription off).",
+    ["outcome"],
+)
+DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "disabled")
+
+
+def observe_request(*, operation: str, status: int, seconds: float) -> None:
+    HTTP_REQUEST_DURATION.labels(operation=operation, status=str(status)).observe(seconds)
+
+
+def observe_issuance(*, result: str | None, seconds: float) -> None:
+    ISSUANCE_DURATION.labels(result=result or "none").observe(seconds)
+
+
+def count_delivery(outcome: str) -> None:
+    WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+
+
+class RequestMetricsMiddleware:
+    """Times every request (after RequestContextMiddleware, before everything else)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        try:
+            observe_request(
+                operation=operation_for(request), status=response.status_code, seconds=time.perf_counter() - started
+            )
+        except Exception:  # a metric must never cost a partner its answer
+            logger.exception("could not record the request metric")
+        return response
+
+
+# ---- read at scrape time ----------------------------------------------------------------------
+
+
+class DatabaseCollector:
+    """Orders by status and the task queue, read when scraped."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from channel_manager.health import queue_stats
+        from channel_manager.models import Order, OrderStatus
+
+        up = GaugeMetricFamily("cm_metrics_database_up", "1 when the database answered this scrape's queries.")
+        try:
+            counts = dict(Order.objects.order_by().values("status").annotate(n=Count("id")).values_list("status", "n"))
+            stats = queue_stats()
+        except DatabaseError as error:
+            logger.warning("metrics: database unavailable: %s", type(error).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        orders = GaugeMetricFamily("cm_orders", "Orders by status.", labels=["status"])
+        for status in OrderStatus.values:
+            orders.add_metric([status], counts.get(status, 0))
+        yield orders
+        tasks = GaugeMetricFamily("cm_queue_tasks", "Tasks in the django-q2 queue, by state.", labels=["state"])
+        tasks.add_metric(["waiting"], stats.waiting)
+        tasks.add_metric(["running"], stats.running)
+        yield tasks
+        yield GaugeMetricFamily(
+            "cm_queue_oldest_age_seconds", "How long the oldest waiting task has waited (0: none waits).",
+            value=stats.oldest_age_seconds,
+        )
+
+
+class _ProcessRegistry:
+    """The metrics of this process (single-process mode), as one collector."""
+
+    def collect(self):
+        return REGISTRY.collect()
+
+
+# ---- several processes ------------------------------------------------------------------------
+
+ARCHIVED_TYPES = ("counter", "histogram")  # their stored values add up; no gauges are recorded
+LOCK_FILE = ".compact.lock"
+
+
+def _pid_of(path: str) -> int | None:
+    """The pid in `counter_1234.db` / `histogram_1234.db`; None for an archive or a gauge file."""
+    stem = os.path.basename(path)[: -len(".db")]
+    kind, _, pid = stem.partition("_")
+    return int(pid) if kind in ARCHIVED_TYPES and pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _locked(path: str, mode: int) -> Iterator[None]:
+    with open(os.path.join(path, LOCK_FILE), "a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def compact(path: str) -> int:
+    """Fold the counter and histogram files of processes that ended into `<type>_archive.db`,
+    and delete them; how many files were folded. Readers hold the shared lock, so a scrape never
+    sees a value twice or misses one. Run at gunicorn start and before every scrape."""
+    with _locked(path, fcntl.LOCK_EX):
+        folded = 0
+        for kind in ARCHIVED_TYPES:
+            dead = [
+                f for f in glob.glob(os.path.join(path, f"{kind}_*.db"))
+                if (pid := _pid_of(f)) is not None and pid != os.getpid() and not _alive(pid)
+            ]
+            if not dead:
+                continue
+            archive = os.path.join(path, f"{kind}_archive.db")
+            totals: dict[str, float] = defaultdict(float)
+            for f in ([archive] if os.path.exists(archive) else []) + dead:
+                for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(f):
+                    totals[key] += value
+            staged = archive + ".new"  # not *.db: invisible to readers until renamed
+            if os.path.exists(staged):
+                os.remove(staged)
+            store = MmapedDict(staged)
+            try:
+                for key, value in totals.items():
+                    store.write_value(key, value, 0.0)
+            finally:
+                store.close()
+            os.replace(staged, archive)
+            for f in dead:
+                os.remove(f)
+            folded += len(dead)
+        return folded
+
+
+class _LockedMultiProcessCollector(MultiProcessCollector):
+    def __init__(self, path: str) -> None:
+        super().__init__(None, path)
+
+    def collect(self):
+        try:
+            compact(self._path)
+        except OSError:
+            logger.exception("could not compact %s", self._path)
+        with _locked(self._path, fcntl.LOCK_SH):
+            return list(super().collect())
+
+
+def process_exited(pid: int) -> None:
+    """gunicorn's child_exit hook: forget the live gauges of a worker that ended."""
+    path = multiprocess_dir()
+    if path:
+        mark_process_dead(pid, path)
+
+
+_registry: CollectorRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def scrape_registry() -> CollectorRegistry:
+    global _registry
+    with _registry_lock:
+        if _registry is None:
+            registry = CollectorRegistry(auto_describe=False)
+            path = multiprocess_dir()
+            registry.register(_LockedMultiProcessCollector(path) if path else _ProcessRegistry())
+            registry.register(DatabaseCollector())
+            _registry = registry
+        return _registry
+
+
+# ---- access -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in spec if cidr.strip())
+
+
+def allowed_networks() -> tuple:
+    configured = getattr(settings, "METRICS_ALLOWED_NETWORKS", ())
+    if isinstance(configured, str):
+        configured = configured.split(",")
+    return _networks(("127.0.0.0/8", "::1/128", *configured))
+
+
+def client_allowed(remote_addr: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address((remote_addr or "").strip())
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in allowed_networks() if network.version == address.version)
+
+
+def _denied(status: int, message: str, headers: dict[str, str] | None = None) -> HttpResponse:
+    response = HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+@never_cache
+@require_safe
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    token = getattr(settings, "METRICS_TOKEN", "")
+    if token:
+        scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return _denied(401, "Send the metrics token as 'Authorization: Bearer <token>'.",
+                           {"WWW-Authenticate": 'Bearer realm="metrics"'})
+    elif not client_allowed(request.META.get("REMOTE_ADDR")):
+        return _denied(403, "Metrics are served to loopback and METRICS_ALLOWED_NETWORKS only.")
+    encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
+    return HttpResponse(encoder(scrape_registry()), content_type=content_type)
+

@@ -1,0 +1,51 @@
+"""Wallets and their assets, read-only: minting and destroying happen through the order's
+services (issuance, replace, delete), never by hand."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from wallets.models import Asset, Wallet
+
+
+class ReadOnlyAdminMixin:
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AssetInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Asset
+    extra = 0
+    fields = ["position", "asset_type", "asset_number", "item_code", "name", "visit_date", "visit_time", "admits",
+              "description", "valid_until"]
+    readonly_fields = fields
+    ordering = ["position", "id"]
+
+
+@admin.register(Wallet)
+class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["__str__", "order", "partner", "external_reference_number", "minted_at", "destroyed_at"]
+    list_filter = ["partner", ("destroyed_at", admin.EmptyFieldListFilter), ("minted_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["order", "partner"]
+    search_fields = ["=wallet_reference_number", "=external_reference_number", "=assets__asset_number"]
+    fields = ["order", "line", "partner", "position", "wallet_reference_number", "external_reference_number",
+              "minted_at", "destroyed_at"]
+    readonly_fields = fields
+    inlines = [AssetInline]
+
+
+@admin.register(Asset)
+class AssetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["asset_number", "asset_type", "item_code", "name", "visit_date", "visit_time", "admits", "wallet"]
+    list_filter = ["asset_type", ("visit_date", admin.DateFieldListFilter)]
+    list_select_related = ["wallet"]
+    search_fields = ["=asset_number", "=wallet__wallet_reference_number"]
+    fields = ["wallet", "asset_type", "asset_number", "item_code", "name", "visit_date", "visit_time", "admits",
+              "description", "valid_until", "position"]
+    readonly_fields = fields
