@@ -39,6 +39,7 @@ from channel_manager.admin_forms import (
     ReissueForm,
     same_content_input,
 )
+from channel_manager.admin_mixins import ReadOnlyAdminMixin
 from channel_manager.exports import CSV_CONTENT_TYPE, XLSX_CONTENT_TYPE, OrderLinesExporter, export_summary
 from channel_manager.models import (
     IN_FLIGHT,
@@ -98,7 +99,7 @@ def no_store(response: HttpResponse) -> HttpResponse:
 # ============================================================================================
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The partner's keys: prefix, label, created, revoked. Never the digest; only for users
     who may view API keys."""
 
@@ -108,15 +109,6 @@ class ApiKeyInline(admin.TabularInline):
     fields = ["prefix", "label", "created_at", "revoked_at", "revoke_link"]
     readonly_fields = fields
     ordering = ["-created_at"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm(VIEW_API_KEYS)
@@ -316,7 +308,7 @@ class PartnerAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Keys by prefix; the digest is never shown. Keys are issued from the partner page."""
 
     list_display = ["prefix", "partner", "label", "created_at", "revoked_at"]
@@ -326,15 +318,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     fields = ["partner", "prefix", "label", "created_at", "revoked_at"]
     readonly_fields = fields
     actions = ["revoke_keys"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_revoke_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("channel_manager.change_apikey")
@@ -527,7 +510,7 @@ class OrderChangeList(ChangeList):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "buy_from_reference", "sell_to_order_reference", "partner", "status_badge", "message_excerpt",
         "total_amount", "currency", "created_at", "updated_at",
@@ -557,15 +540,6 @@ class OrderAdmin(admin.ModelAdmin):
     ]
 
     # -- permissions: read-only form; changes only through the actions --------------------------
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def has_reissue_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("channel_manager.change_order")

@@ -7,7 +7,9 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min, Q
 from django.utils import timezone
+from django_q.models import OrmQ
 
 from channel_manager.issuance import issue_order
 from channel_manager.logs import task_context
@@ -29,20 +31,29 @@ def issue_order_task(order_pk: int, request_id: str | None = None) -> str | None
 
 def sweep_stuck_orders(*, limit: int = SWEEP_BATCH) -> int:
     """Re-enqueue orders in flight that nobody has touched for ISSUANCE_STUCK_SECONDS: their
-    task was lost (taken off the queue after its attempts) or their worker died. Runs every minute as
-    the django-q schedule "sweep-stuck-orders". Returns how many orders it re-enqueued.
+    task was lost (taken off the queue after its attempts) or their worker died. Runs every
+    minute as the django-q schedule "sweep-stuck-orders". Returns how many orders it re-enqueued.
 
     Submitted orders go through enqueue_issuance. Processing and Scheduled orders are moved
     to (or kept in) Scheduled with a history row and a fresh updated_at, so that each is
     re-enqueued at most once per ISSUANCE_STUCK_SECONDS. An order whose worker is still
     issuing it holds its row lock and is skipped (SKIP LOCKED). Duplicate tasks are harmless:
     issuance checks the status under the row lock and does nothing for a settled order.
+
+    A Scheduled order queued after the oldest task still waiting in the queue is merely behind
+    a backlog, not lost: it is left alone, so a long backlog does not fill up with duplicates.
     """
-    cutoff = timezone.now() - dt.timedelta(seconds=settings.ISSUANCE_STUCK_SECONDS)
+    now = timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.ISSUANCE_STUCK_SECONDS)
+    # Waiting tasks carry their enqueue time in `lock`; a task a worker holds is leased ahead.
+    oldest_waiting = OrmQ.objects.filter(lock__lte=now).aggregate(oldest=Min("lock"))["oldest"]
+    stuck_filter = Q(status__in=IN_FLIGHT, updated_at__lt=cutoff)
+    if oldest_waiting is not None:
+        stuck_filter &= ~Q(status=OrderStatus.SCHEDULED, updated_at__gte=oldest_waiting)
     with transaction.atomic():
         stuck = list(
             Order.objects.select_for_update(skip_locked=True)
-            .filter(status__in=IN_FLIGHT, updated_at__lt=cutoff)
+            .filter(stuck_filter)
             .order_by("updated_at", "pk")
             .values_list("pk", "status")[:limit]
         )

@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html
 
+from channel_manager.admin_mixins import ReadOnlyAdminMixin
 from notifications import services
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
 from notifications.signing import new_secret
@@ -90,18 +91,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         self.message_user(request, "Switched on (deleted subscriptions stay off).", messages.SUCCESS)
 
 
-class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class DeliveryInline(ReadOnlyMixin, admin.TabularInline):
+class DeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Delivery
     extra = 0
     show_change_link = True
@@ -110,7 +100,7 @@ class DeliveryInline(ReadOnlyMixin, admin.TabularInline):
     readonly_fields = fields
 
 
-class DeliveryAttemptInline(ReadOnlyMixin, admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     fields = ["at", "status_code", "duration_ms", "error", "response_excerpt"]
@@ -123,7 +113,7 @@ class RedeliverMixin:
 
 
 @admin.register(Event)
-class EventAdmin(RedeliverMixin, ReadOnlyMixin, admin.ModelAdmin):
+class EventAdmin(RedeliverMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["event_id", "event_type", "partner", "subject_id", "created_at", "delivery_state"]
     list_filter = ["delivery_state", "event_type", "partner"]
     search_fields = ["event_id", "subject_id"]
@@ -149,7 +139,7 @@ class EventAdmin(RedeliverMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(RedeliverMixin, ReadOnlyMixin, admin.ModelAdmin):
+class DeliveryAdmin(RedeliverMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["pk", "event", "subscription", "state", "attempt_count", "next_attempt_at", "last_status_code",
                     "delivered_at"]
     list_filter = ["state", "subscription__partner"]

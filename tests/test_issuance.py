@@ -806,3 +806,26 @@ def test_items_factory_timed_item_can_be_issued(partner, catalog, day):
     order = issue(submit(partner, ln("TOUR", 2, day, dt.time(10, 0))))
     assert order.status == OrderStatus.ISSUED
     assert sold(slot_item, day, dt.time(10, 0)) == 2
+
+
+def test_sweeper_leaves_scheduled_orders_that_wait_behind_a_backlog(partner, catalog, day, settings):
+    settings.ISSUANCE_STUCK_SECONDS = 60
+    first = submit(partner, ln("DAY-ADULT", 1, day))  # its task is still waiting in the queue
+    behind = submit(partner, ln("DAY-ADULT", 1, day))
+    OrmQ.objects.update(lock=timezone.now() - dt.timedelta(seconds=900))  # queued long ago...
+    _age(behind, 600)  # ...and this one, queued after it, waits its turn
+    Order.objects.filter(pk=first.pk).update(status=OrderStatus.SCHEDULED,
+                                             updated_at=timezone.now() - dt.timedelta(seconds=1200))
+    with mock.patch("channel_manager.scheduling.async_task") as async_task:
+        assert tasks.sweep_stuck_orders() == 1  # only `first`, queued before the oldest waiting task
+    assert [c.args[1] for c in async_task.call_args_list] == [first.pk]
+
+
+def test_sweeper_requeues_a_scheduled_order_once_nothing_waits_ahead_of_it(partner, catalog, day, settings):
+    settings.ISSUANCE_STUCK_SECONDS = 60
+    order = submit(partner, ln("DAY-ADULT", 1, day))
+    OrmQ.objects.all().delete()  # its task was lost
+    _age(order, 600)
+    with mock.patch("channel_manager.scheduling.async_task") as async_task:
+        assert tasks.sweep_stuck_orders() == 1
+    assert [c.args[1] for c in async_task.call_args_list] == [order.pk]

@@ -5,18 +5,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from channel_manager.admin_mixins import ReadOnlyAdminMixin
 from wallets.models import Asset, Wallet
-
-
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class AssetInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -112,7 +112,8 @@ class Command(BaseCommand):
                 "--workers", "2",
                 "--threads", "4",
                 "--graceful-timeout", "5",
-                "--access-logfile", "-",
+                # No gunicorn access log: the app logs one line per request itself, with
+                # manifest tokens and query strings redacted.
                 "--log-level", "warning",
             ],
             "issuance workers (qcluster)": [sys.executable, manage, "qcluster"],
