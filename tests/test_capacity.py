@@ -319,9 +319,13 @@ def _run_in_threads(n: int, work) -> list[str]:
     return outcomes
 
 
-needs_postgres = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="row locks between connections need PostgreSQL"
-)
+@pytest.fixture
+def needs_postgres_fixture():
+    if connection.vendor != "postgresql":
+        pytest.fail("row locks between connections need PostgreSQL (make test provides it)")
+
+
+needs_postgres = pytest.mark.usefixtures("needs_postgres_fixture")
 
 
 @needs_postgres

@@ -28,7 +28,7 @@ _refs = itertools.count(1)
 @pytest.fixture(autouse=True)
 def _postgres_only():
     if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL")
+        pytest.fail("row locks need PostgreSQL (make test provides it)")
     clear_venue_cache()
 
 

@@ -256,7 +256,7 @@ def test_the_receiver_gets_the_event_signed_with_the_subscription_secret(partner
 def certificate(tmp_path) -> tuple[str, str]:
     """A self-signed certificate for the name localhost."""
     if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make a test certificate")
+        pytest.fail("openssl is needed to make a test certificate (make test provides it)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
@@ -555,7 +555,7 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_claim_expires(partner
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_never_send_one_delivery_at_the_same_time(partner, dev, receiver):
     if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks (SKIP LOCKED) and a database shared between threads")
+        pytest.fail("needs PostgreSQL row locks (SKIP LOCKED) and a database shared between threads")
     gate = threading.Event()
 
     def slow_ok(handler) -> None:

@@ -37,7 +37,7 @@ WAIT = 60.0
 @pytest.fixture(autouse=True)
 def _postgresql_only():
     if connection.vendor != "postgresql":
-        pytest.skip("the cluster subprocess needs a database it can share: run on PostgreSQL")
+        pytest.fail("the cluster subprocess needs a database it can share: run on PostgreSQL (make test provides it)")
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ def test_under_gunicorn_every_scrape_sums_all_worker_processes(tmp_path):
     from tests.test_worker_e2e import worker_database_url
 
     if connection.vendor != "postgresql":
-        pytest.skip("gunicorn shares the test database over PostgreSQL")
+        pytest.fail("gunicorn shares the test database over PostgreSQL (make test provides it)")
     Order.objects.all().delete()
     port = free_port()
     metrics_dir = tmp_path / "metrics"

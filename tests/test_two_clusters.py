@@ -33,7 +33,7 @@ ORDERS = 300
 @pytest.fixture(autouse=True)
 def _postgres_only():
     if connection.vendor != "postgresql":
-        pytest.skip("the clusters share the test database over PostgreSQL")
+        pytest.fail("the clusters share the test database over PostgreSQL (make test provides it)")
     clear_venue_cache()
 
 

@@ -41,7 +41,7 @@ _refs = itertools.count(1)
 @pytest.fixture(autouse=True)
 def _postgres_only():
     if connection.vendor != "postgresql":
-        pytest.skip("the workers share the test database over PostgreSQL")
+        pytest.fail("the workers share the test database over PostgreSQL (make test provides it)")
     clear_venue_cache()
 
 
