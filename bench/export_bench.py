@@ -1,5 +1,5 @@
 """Finance export benchmark: 100,000 orders with 1–3 lines each in PostgreSQL, exported as CSV
-and as XLSX through the admin's exporter (channel_manager.exports.OrderLinesExporter, the code
+and as XLSX through the admin's exporter (channel_manager.orders.exports.OrderLinesExporter, the code
 behind the export view). Prints, for each format, the time, the rows, the file size and the
 peak memory: tracemalloc's peak of Python allocations, and the growth of the process's
 maximum resident set (ru_maxrss) over a baseline taken just before the export.
@@ -65,7 +65,8 @@ def seed(n_orders: int) -> None:
     from django.utils import timezone
 
     from catalog.models import Item
-    from channel_manager.models import Order, OrderLine, OrderStatus, Partner
+    from channel_manager.kernel.models import Partner
+    from channel_manager.orders.models import Order, OrderLine, OrderStatus
 
     call_command("load_catalog", str(ROOT / "catalog" / "data" / "demo_catalog.json"), verbosity=0)
     partners = [
@@ -143,7 +144,7 @@ def seed(n_orders: int) -> None:
 def export_once(fmt: str, traced: bool) -> dict:
     from django.db import connection
 
-    from channel_manager.exports import ExportFilters, OrderLinesExporter
+    from channel_manager.orders.exports import ExportFilters, OrderLinesExporter
 
     connection.ensure_connection()
     exporter = OrderLinesExporter(ExportFilters())

@@ -132,7 +132,7 @@ def purge_queue() -> int:
     drill starts with an idle queue."""
     from django_q.models import OrmQ
 
-    from channel_manager.models import Order
+    from channel_manager.orders.models import Order
 
     if Order.objects.filter(status__in=IN_FLIGHT).exists():
         return 0
@@ -176,7 +176,7 @@ def parallel(count: int, job: Callable[[int], Reply], threads: int | None = None
 
 
 def order_statuses(prefix: str) -> collections.Counter:
-    from channel_manager.models import Order
+    from channel_manager.orders.models import Order
 
     return collections.Counter(
         Order.objects.filter(sell_to_order_reference__startswith=prefix).values_list("status", flat=True)
@@ -186,8 +186,8 @@ def order_statuses(prefix: str) -> collections.Counter:
 def wait_settled(ctx: Context, prefix: str, timeout: float, sweep_every: float | None = None) -> float:
     """Wait until no order of the prefix is in flight (restarting a qcluster that died, and
     failing the drill for it). With sweep_every, run the sweeper from here too."""
-    from channel_manager.models import Order
-    from channel_manager.tasks import sweep_stuck_orders
+    from channel_manager.orders.models import Order
+    from channel_manager.orders.tasks import sweep_stuck_orders
 
     started = time.monotonic()
     last_sweep = 0.0
@@ -219,8 +219,8 @@ def check_orders(prefix: str) -> list[str]:
     from django.db.models import Count
 
     from catalog.models import Item
-    from channel_manager.models import Order, OrderStatus, OrderStatusChange
-    from channel_manager.services import wallets_issued_by
+    from channel_manager.orders.models import Order, OrderStatus, OrderStatusChange
+    from channel_manager.orders.services import wallets_issued_by
     from notifications.models import Event
     from wallets.models import Asset, Wallet
 
@@ -402,8 +402,8 @@ def drill_kill(ctx: Context) -> str:
 
 
 def drill_pgrestart(ctx: Context) -> str:
-    from channel_manager.models import Order, OrderLine
-    from channel_manager.services import wallets_issued_by
+    from channel_manager.orders.models import Order, OrderLine
+    from channel_manager.orders.services import wallets_issued_by
     from wallets.models import Wallet
 
     prefix, seconds, restart_at = "PGR-", 10.0, 3.0
@@ -490,7 +490,7 @@ def drill_pgrestart(ctx: Context) -> str:
 
 
 def wait_status(order_id: str, statuses: Iterable[str], timeout: float = 60) -> str:
-    from channel_manager.models import Order
+    from channel_manager.orders.models import Order
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -542,7 +542,7 @@ def race_creates(ctx: Context) -> str:
 
 
 def race_replaces(ctx: Context) -> str:
-    from channel_manager.models import OrderStatusChange
+    from channel_manager.orders.models import OrderStatusChange
 
     ref = "RACE-REPLACE"
     order_id = create_draft(ctx, ref)
@@ -564,7 +564,7 @@ def race_replaces(ctx: Context) -> str:
 
 
 def race_deletes(ctx: Context) -> str:
-    from channel_manager.models import Order
+    from channel_manager.orders.models import Order
 
     ref = "RACE-DELETE"
     order_id = create_draft(ctx, ref)
@@ -582,7 +582,7 @@ def race_deletes(ctx: Context) -> str:
 
 
 def race_mixed(ctx: Context) -> str:
-    from channel_manager.models import Order
+    from channel_manager.orders.models import Order
 
     ref = "RACE-MIXED"
     order_id = create_draft(ctx, ref)
@@ -807,7 +807,6 @@ DRILLS = {
 def setup(args) -> Context:
     from django.core.management import call_command
 
-    from channel_manager import services
 
     log("setup: migrate, demo catalog + the drill item, partners 'drill' and 'hooks'")
     call_command("migrate", interactive=False, verbosity=0)
@@ -823,7 +822,9 @@ def setup(args) -> Context:
         call_command("load_catalog", handle.name, verbosity=0)
     finally:
         os.unlink(handle.name)
-    keys = {p: services.create_partner(partner_id=p, name=p.title())[1] for p in (PARTNER, HOOK_PARTNER)}
+    from channel_manager.kernel import partners
+
+    keys = {p: partners.create_partner(partner_id=p, name=p.title())[1] for p in (PARTNER, HOOK_PARTNER)}
     port = free_port()
     # Plain-text logs at WARNING: a 500's traceback is shown from the web server's log.
     env = app_env(**FAST, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", LOG_LEVEL="WARNING", LOG_FORMAT="plain")

@@ -1,7 +1,7 @@
 """Phase d of `make bench`: SQL statements per createOrder, per issuance and per getOrder for
 orders of 1, 6 and 500 wallets, counted in-process with Django's CaptureQueriesContext against the
 benchmark database (not a test database). The API is called through DRF's APIClient, issuance
-through `channel_manager.issuance.issue_order`, as the worker calls it.
+through `channel_manager.orders.issuance.issue_order`, as the worker calls it.
 
     python -m bench.flat_cost API_KEY PARTNER_ID   (DATABASE_URL etc. set; prints one JSON line)
 
@@ -29,8 +29,8 @@ def main() -> None:
     from rest_framework.test import APIClient
 
     from catalog.selectors import venue_today
-    from channel_manager.issuance import issue_order
-    from channel_manager.models import Order
+    from channel_manager.orders.issuance import issue_order
+    from channel_manager.orders.models import Order
 
     client = APIClient(HTTP_HOST="127.0.0.1")
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")

@@ -22,8 +22,8 @@ from rest_framework.views import APIView
 from catalog import availability
 from catalog.availability import MAX_RANGE_DAYS, CatalogListing, Entry, ItemAvailability, Status
 from catalog.models import Item, ItemType
-from channel_manager.api.common import problem_responses
-from channel_manager.problems import Problem, flatten_errors, problem_response, validation_problem
+from channel_manager.kernel.api import problem_responses
+from channel_manager.kernel.problems import Problem, flatten_errors, problem_response, validation_problem
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

@@ -5,3 +5,9 @@ class ChannelManagerConfig(AppConfig):
     name = "channel_manager"
     verbose_name = "Channel manager"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from channel_manager.kernel.metrics import add_scrape_collector
+        from channel_manager.ops.collectors import DatabaseCollector
+
+        add_scrape_collector(DatabaseCollector())

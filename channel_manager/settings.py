@@ -56,9 +56,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: the request id and access log (channel_manager.logs), then request timing.
-    "channel_manager.logs.RequestContextMiddleware",
-    "channel_manager.metrics.RequestMetricsMiddleware",
+    # First: the request id and access log (channel_manager.kernel.logs), then request timing.
+    "channel_manager.kernel.logs.RequestContextMiddleware",
+    "channel_manager.kernel.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,8 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "channel_manager.middleware.ApiGuardMiddleware",
-    "channel_manager.idempotency.IdempotencyMiddleware",
+    "channel_manager.kernel.middleware.ApiGuardMiddleware",
+    "channel_manager.kernel.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "channel_manager.urls"
@@ -135,14 +135,14 @@ ISSUANCE_STUCK_SECONDS = env_int("ISSUANCE_STUCK_SECONDS", 120)
 ISSUANCE_MAX_ATTEMPTS = env_int("ISSUANCE_MAX_ATTEMPTS", 5)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["channel_manager.authentication.PartnerApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["channel_manager.authentication.IsActivePartner"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["channel_manager.kernel.authentication.PartnerApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["channel_manager.kernel.authentication.IsActivePartner"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "channel_manager.problems.exception_handler",
+    "EXCEPTION_HANDLER": "channel_manager.kernel.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_CLASSES": ["channel_manager.throttling.PartnerRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["channel_manager.kernel.throttling.PartnerRateThrottle"],
     # e.g. "50/second" or "3000/minute"; empty switches rate limiting off.
     "DEFAULT_THROTTLE_RATES": {"partner": os.environ.get("RATE_LIMIT_PER_PARTNER", "100/second") or None},
 }
@@ -192,10 +192,10 @@ if LOG_FORMAT not in {"json", "plain"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "channel_manager.logs.ContextFilter"}},
+    "filters": {"context": {"()": "channel_manager.kernel.logs.ContextFilter"}},
     "formatters": {
-        "plain": {"()": "channel_manager.logs.PlainFormatter"},
-        "json": {"()": "channel_manager.logs.JsonFormatter"},
+        "plain": {"()": "channel_manager.kernel.logs.PlainFormatter"},
+        "json": {"()": "channel_manager.kernel.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},

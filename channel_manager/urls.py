@@ -2,8 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from channel_manager import health, metrics
-from channel_manager.api import views
+from channel_manager.kernel import metrics
+from channel_manager.ops import health
+from channel_manager.orders.api import views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html
 
-from channel_manager.admin_mixins import ReadOnlyAdminMixin
+from channel_manager.kernel.admin import ReadOnlyAdminMixin
 from notifications import services
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
 from notifications.signing import new_secret

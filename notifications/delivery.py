@@ -27,8 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from channel_manager import metrics
-from notifications import services
+from notifications import metrics, services
 from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Subscription
 from notifications.signing import signature_header
 from notifications.targets import Target, UnsafeTarget, check_target

@@ -9,7 +9,7 @@ import datetime as dt
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from channel_manager.models import Partner
+from channel_manager.kernel.models import Partner
 from notifications.models import Event, Subscription
 
 EVENT_WINDOW = dt.timedelta(days=30)

@@ -17,9 +17,9 @@ from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from channel_manager.logs import request_id_kwargs
-from channel_manager.models import Partner
-from channel_manager.problems import Problem, validation_problem
+from channel_manager.kernel.logs import request_id_kwargs
+from channel_manager.kernel.models import Partner
+from channel_manager.kernel.problems import Problem, validation_problem
 from notifications.models import Delivery, DeliveryState, Event, EventType, Subscription
 from notifications.signing import new_secret
 from notifications.targets import UnsafeTarget, check_target

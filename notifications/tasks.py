@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from channel_manager.logs import task_context
+from channel_manager.kernel.logs import task_context
 from notifications import delivery
 
 DELIVER_EVENT_TASK = "notifications.tasks.deliver_event_task"

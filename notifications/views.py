@@ -12,9 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channel_manager.api.common import IDEMPOTENCY_HEADER, parse_body, problem_responses
-from channel_manager.models import Partner
-from channel_manager.problems import flatten_errors, validation_problem
+from channel_manager.kernel.api import IDEMPOTENCY_HEADER, parse_body, problem_responses
+from channel_manager.kernel.models import Partner
+from channel_manager.kernel.problems import flatten_errors, validation_problem
 from notifications import selectors, services
 from notifications import serializers as s
 from notifications.models import Event, Subscription

@@ -4,7 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from catalog.selectors import clear_catalog_cache, clear_venue_cache
-from channel_manager import services
+from channel_manager.kernel import partners
 from tests.factories import PartnerFactory, demo_catalog
 
 
@@ -23,7 +23,7 @@ def _no_rate_limit(monkeypatch):
     """Rate limiting is off in tests unless a test turns it on (tests/test_rate_limit.py)."""
     from django.core.cache import cache
 
-    from channel_manager.throttling import PartnerRateThrottle
+    from channel_manager.kernel.throttling import PartnerRateThrottle
 
     monkeypatch.setattr(PartnerRateThrottle, "THROTTLE_RATES", {"partner": None})
     cache.clear()
@@ -37,7 +37,7 @@ def catalog(db):
 @pytest.fixture
 def partner_and_key(db):
     partner = PartnerFactory(partner_id="acme-travel", name="ACME Travel")
-    _, raw = services.issue_api_key(partner=partner)
+    _, raw = partners.issue_api_key(partner=partner)
     return partner, raw
 
 

@@ -9,7 +9,7 @@ import factory
 from django.utils import timezone
 
 from catalog.models import Capacity, Item, ItemType, PackageComponent, PackageCoupon, TimeSlot, Venue
-from channel_manager.models import Partner
+from channel_manager.kernel.models import Partner
 
 
 class VenueFactory(factory.django.DjangoModelFactory):
@@ -147,11 +147,11 @@ def staff_user(username: str, *groups: str, password: str = STAFF_PASSWORD):
 def submit_order(partner: Partner, body: dict, *, settle: bool = True):
     """An order placed as the partner API places it (the same serializer and service), then
     settled by issuance (as the worker would) unless settle=False."""
-    from channel_manager.api.serializers import OrderRequestSerializer
-    from channel_manager.api.views import order_input_from
-    from channel_manager.issuance import issue_order
-    from channel_manager.models import Order
-    from channel_manager.services import create_order
+    from channel_manager.orders.api.serializers import OrderRequestSerializer
+    from channel_manager.orders.api.views import order_input_from
+    from channel_manager.orders.issuance import issue_order
+    from channel_manager.orders.models import Order
+    from channel_manager.orders.services import create_order
 
     serializer = OrderRequestSerializer(data=body)
     serializer.is_valid(raise_exception=True)

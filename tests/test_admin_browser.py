@@ -21,8 +21,8 @@ import pytest
 from django.apps import apps
 from django.db import connections
 
-from channel_manager.issuance import issue_order
-from channel_manager.models import Order, OrderStatus, OrderStatusChange
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.models import Order, OrderStatus, OrderStatusChange
 from tests.factories import STAFF_PASSWORD, staff_user, submit_order
 from tests.payloads import line, order_body
 

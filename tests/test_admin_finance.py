@@ -18,9 +18,9 @@ from django.urls import reverse
 from django.utils import timezone
 from openpyxl import load_workbook
 
-from channel_manager.exports import ExportFilters, OrderLinesExporter, export_summary
-from channel_manager.models import Order, OrderStatus
-from channel_manager.services import delete_order
+from channel_manager.orders.exports import ExportFilters, OrderLinesExporter, export_summary
+from channel_manager.orders.models import Order, OrderStatus
+from channel_manager.orders.services import delete_order
 from tests.factories import PartnerFactory, staff_user, submit_order
 from tests.payloads import line, order_body, visit_date
 
@@ -287,9 +287,9 @@ def test_summary_follows_the_filters(finance, book):
 
 
 def test_a_replaced_orders_old_tickets_do_not_count(catalog, partner):
-    from channel_manager.admin_forms import same_content_input
-    from channel_manager.issuance import issue_order
-    from channel_manager.services import replace_order
+    from channel_manager.orders.admin.forms import same_content_input
+    from channel_manager.orders.issuance import issue_order
+    from channel_manager.orders.services import replace_order
 
     order = submit_order(partner, order_body(paymentReference=None, items=[line("FAMILY-GROUP", 5)]))
     order_input, errors = same_content_input(Order.objects.prefetch_related("lines").get(pk=order.pk))

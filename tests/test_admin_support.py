@@ -19,9 +19,10 @@ from django.utils import timezone
 
 from catalog.models import Capacity
 from catalog.selectors import venue_today
-from channel_manager.authentication import partner_for_key
-from channel_manager.issuance import issue_order
-from channel_manager.models import ApiKey, Order, OrderStatus, OrderStatusChange, Partner
+from channel_manager.kernel.authentication import partner_for_key
+from channel_manager.kernel.models import ApiKey, Partner
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.models import Order, OrderStatus, OrderStatusChange
 from notifications.models import Event
 from tests.factories import PartnerFactory, staff_user, submit_order
 from tests.payloads import line, order_body, visit_date

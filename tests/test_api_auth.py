@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from channel_manager import services
+from channel_manager.kernel import partners
 from tests.factories import PartnerFactory
 from tests.payloads import order_body
 
@@ -41,12 +41,12 @@ def test_non_bearer_scheme_is_401(anon_client, api_key):
 
 def test_revoked_api_key_is_401(client, partner):
     key = partner.api_keys.get()
-    services.revoke_api_key(api_key=key)
+    partners.revoke_api_key(api_key=key)
     assert_problem(client.get("/channelManager"), 401, "not_authenticated")
 
 
 def test_a_partner_may_hold_several_keys_for_rotation(client, partner, anon_client):
-    _, second = services.issue_api_key(partner=partner, label="rotation")
+    _, second = partners.issue_api_key(partner=partner, label="rotation")
     anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {second}")
     assert anon_client.get("/channelManager").status_code == 200
     assert client.get("/channelManager").status_code == 200
@@ -65,7 +65,7 @@ def test_request_before_active_from_is_403_partnership_not_active(client, partne
 
 
 def test_request_under_disabled_partnership_is_403_partnership_disabled(client, partner, catalog):
-    services.set_partner_enabled(partner=partner, enabled=False)
+    partners.set_partner_enabled(partner=partner, enabled=False)
     assert_problem(client.get("/channelManager"), 403, "partnership_disabled")
 
 
@@ -76,7 +76,7 @@ def test_body_partner_must_be_the_keys_partner(client, catalog):
 
 
 def test_partner_mismatch_creates_nothing(client, catalog):
-    from channel_manager.models import Order
+    from channel_manager.orders.models import Order
 
     client.post("/channelManager", order_body("someone-else"), format="json")
     assert Order.objects.count() == 0
@@ -84,7 +84,7 @@ def test_partner_mismatch_creates_nothing(client, catalog):
 
 def test_another_partners_order_is_404_exactly_like_a_missing_one(client, catalog, anon_client):
     other = PartnerFactory(partner_id="other-travel")
-    _, other_key = services.issue_api_key(partner=other)
+    _, other_key = partners.issue_api_key(partner=other)
     anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
     created = anon_client.post("/channelManager", order_body("other-travel"), format="json")
     assert created.status_code == 202
@@ -104,7 +104,7 @@ def test_another_partners_order_is_404_exactly_like_a_missing_one(client, catalo
 
 def test_find_orders_lists_only_the_partners_own(client, catalog, anon_client):
     other = PartnerFactory(partner_id="other-travel")
-    _, other_key = services.issue_api_key(partner=other)
+    _, other_key = partners.issue_api_key(partner=other)
     anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
     anon_client.post("/channelManager", order_body("other-travel"), format="json")
     client.post("/channelManager", order_body(), format="json")

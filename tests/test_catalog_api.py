@@ -16,8 +16,8 @@ from django.utils.http import http_date
 from catalog.models import Capacity, Item, ItemType, Venue
 from catalog.selectors import get_venue, venue_today
 from catalog.services import CapacityClaim, reserve_capacity
-from channel_manager.issuance import issue_order
-from channel_manager.models import Order, OrderStatus
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.models import Order, OrderStatus
 from tests.factories import ItemFactory, PackageComponentFactory, TimeSlotFactory
 from tests.payloads import line, order_body
 from tests.test_api_auth import assert_problem

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from channel_manager.models import Order, OrderLine, OrderStatus
+from channel_manager.kernel import partners
+from channel_manager.orders.models import Order, OrderLine, OrderStatus
 from tests.payloads import contract_example_body, line, order_body, visit_date
 from tests.test_api_auth import assert_problem
 from wallets.models import Wallet
@@ -102,11 +103,10 @@ def test_second_submission_of_the_same_reference_is_400_duplicate_order(client, 
 
 
 def test_the_same_reference_under_another_partner_is_a_different_order(client, catalog, anon_client):
-    from channel_manager import services
     from tests.factories import PartnerFactory
 
     other = PartnerFactory(partner_id="other-travel")
-    _, key = services.issue_api_key(partner=other)
+    _, key = partners.issue_api_key(partner=other)
     anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert post(client, order_body(sellToOrderReference="SAME-1")).status_code == 202
     assert post(anon_client, order_body("other-travel", sellToOrderReference="SAME-1")).status_code == 202

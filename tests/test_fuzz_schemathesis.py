@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from catalog.selectors import venue_today
-from channel_manager.issuance import issue_order
-from channel_manager.services import LineInput, OrderInput, create_order
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.services import LineInput, OrderInput, create_order
 from channel_manager.wsgi import application
 
 MAX_EXAMPLES = 25

@@ -9,8 +9,10 @@ from django.db import connection
 from django.test import RequestFactory
 from rest_framework.renderers import JSONRenderer
 
-from channel_manager.idempotency import IdempotencyMiddleware, request_hash
-from channel_manager.models import IdempotencyRecord, Order
+from channel_manager.kernel import partners
+from channel_manager.kernel.idempotency import IdempotencyMiddleware, request_hash
+from channel_manager.kernel.models import IdempotencyRecord
+from channel_manager.orders.models import Order
 from tests.payloads import order_body
 from tests.test_api_auth import assert_problem
 
@@ -55,11 +57,10 @@ def test_same_key_with_a_different_path_is_422(client, catalog):
 
 
 def test_keys_are_per_partner(client, catalog, anon_client):
-    from channel_manager import services
     from tests.factories import PartnerFactory
 
     other = PartnerFactory(partner_id="other-travel")
-    _, key = services.issue_api_key(partner=other)
+    _, key = partners.issue_api_key(partner=other)
     anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert post(client, order_body()).status_code == 202
     assert post(anon_client, order_body("other-travel")).status_code == 202

@@ -23,10 +23,11 @@ from django_q.models import OrmQ, Schedule
 from catalog.models import Capacity, Item, ItemType
 from catalog.selectors import clear_venue_cache, venue_today
 from catalog.services import CapacityClaim, reserve_capacity
-from channel_manager import issuance, scheduling, tasks
-from channel_manager.issuance import issue_order
-from channel_manager.models import Order, OrderLine, OrderStatus, OrderStatusChange
-from channel_manager.services import ComponentVisit, LineInput, OrderInput, create_order
+from channel_manager.orders import scheduling
+from channel_manager.orders import issuance, tasks
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from channel_manager.orders.services import ComponentVisit, LineInput, OrderInput, create_order
 from notifications.models import Event
 from tests.factories import ItemFactory, PackageCouponFactory, TimeSlotFactory
 from wallets import services as wallet_services
@@ -647,7 +648,7 @@ def test_sweeper_re_enqueues_stuck_orders_and_leaves_fresh_ones(
         _age(order, 600)
     _age(fresh, 10)
 
-    with mock.patch("channel_manager.scheduling.async_task") as async_task:
+    with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
         with django_capture_on_commit_callbacks(execute=True):
             assert tasks.sweep_stuck_orders() == 3
 
@@ -665,7 +666,7 @@ def test_sweeper_re_enqueues_stuck_orders_and_leaves_fresh_ones(
     assert Order.objects.filter(pk__in=[dead_worker.pk, lost_task.pk], updated_at__gte=recent).count() == 2
 
     # Touched: the next sweep leaves them be.
-    with mock.patch("channel_manager.scheduling.async_task") as async_task:
+    with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
         with django_capture_on_commit_callbacks(execute=True):
             assert tasks.sweep_stuck_orders() == 0
     async_task.assert_not_called()
@@ -695,7 +696,7 @@ def test_sweeper_batches_are_bounded(partner, catalog, day, settings, django_cap
     Order.objects.filter(pk__in=[o.pk for o in orders]).update(
         status=OrderStatus.PROCESSING, updated_at=timezone.now() - dt.timedelta(seconds=600)
     )
-    with mock.patch("channel_manager.scheduling.async_task"):
+    with mock.patch("channel_manager.orders.scheduling.async_task"):
         with django_capture_on_commit_callbacks(execute=True):
             assert tasks.sweep_stuck_orders(limit=2) == 2
             assert tasks.sweep_stuck_orders(limit=2) == 2
@@ -709,9 +710,10 @@ def test_the_sweeper_schedule_is_created_once(db):
 
     migration.create_sweeper_schedule(django_apps, editor)
     migration.create_sweeper_schedule(django_apps, editor)
+    importlib.import_module("channel_manager.migrations.0005_task_paths").forward(django_apps, editor)
 
     (schedule,) = Schedule.objects.filter(name="sweep-stuck-orders")
-    assert schedule.func == "channel_manager.tasks.sweep_stuck_orders" == tasks.SWEEP_TASK
+    assert schedule.func == "channel_manager.orders.tasks.sweep_stuck_orders" == tasks.SWEEP_TASK
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
 
 
@@ -816,7 +818,7 @@ def test_sweeper_leaves_scheduled_orders_that_wait_behind_a_backlog(partner, cat
     _age(behind, 600)  # ...and this one, queued after it, waits its turn
     Order.objects.filter(pk=first.pk).update(status=OrderStatus.SCHEDULED,
                                              updated_at=timezone.now() - dt.timedelta(seconds=1200))
-    with mock.patch("channel_manager.scheduling.async_task") as async_task:
+    with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
         assert tasks.sweep_stuck_orders() == 1  # only `first`, queued before the oldest waiting task
     assert [c.args[1] for c in async_task.call_args_list] == [first.pk]
 
@@ -826,6 +828,6 @@ def test_sweeper_requeues_a_scheduled_order_once_nothing_waits_ahead_of_it(partn
     order = submit(partner, ln("DAY-ADULT", 1, day))
     OrmQ.objects.all().delete()  # its task was lost
     _age(order, 600)
-    with mock.patch("channel_manager.scheduling.async_task") as async_task:
+    with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
         assert tasks.sweep_stuck_orders() == 1
     assert [c.args[1] for c in async_task.call_args_list] == [order.pk]

@@ -14,9 +14,9 @@ from django.db.models import Sum
 
 from catalog.models import Capacity, Item
 from catalog.selectors import clear_venue_cache, venue_today
-from channel_manager.issuance import issue_order
-from channel_manager.models import Order, OrderStatus
-from channel_manager.services import LineInput, OrderInput, create_order
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.models import Order, OrderStatus
+from channel_manager.orders.services import LineInput, OrderInput, create_order
 from tests.factories import ItemFactory, TimeSlotFactory
 from wallets.models import Asset
 

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from catalog.models import Capacity
-from channel_manager.issuance import issue_order
-from channel_manager.models import Order, OrderStatus
-from channel_manager.problems import Problem
+from channel_manager.kernel.problems import Problem
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.models import Order, OrderStatus
 from tests.payloads import line, order_body, visit_date
 from tests.test_api_auth import assert_problem
 from wallets.models import Asset, Wallet
@@ -242,7 +242,7 @@ def test_delete_draft_frees_its_capacity(client, catalog):
 
 
 def test_an_order_deleted_by_a_concurrent_call_answers_404_not_500(client, catalog):
-    from channel_manager import services
+    from channel_manager.orders import services
 
     order = draft(client)
     stale = Order.objects.get(order_id=order["orderId"])  # read before the other call deleted it

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from channel_manager.models import Order
+from channel_manager.orders.models import Order
 from tests.payloads import line, order_body
 from tests.test_api_auth import assert_problem
 

@@ -28,8 +28,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import ItemType
-from channel_manager.issuance import issue_order
-from channel_manager.models import Order, OrderStatus
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.models import Order, OrderStatus
 from tests.factories import ItemFactory, PackageComponentFactory, PackageCouponFactory
 from tests.payloads import line, order_body, visit_date
 from tests.test_api_auth import assert_problem

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from channel_manager import services as partner_services
+from channel_manager.kernel import partners as partner_services
 from notifications.models import Delivery, DeliveryState, Event, Subscription
 from notifications.services import publish_event, refresh_event_states
 from tests.factories import PartnerFactory, SubscriptionFactory

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule
 
-from channel_manager import health
+from channel_manager.ops import health
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_EXAMPLE = REPO / "channel_manager" / "deploy" / "production.env.example"
@@ -160,7 +160,7 @@ def test_the_heartbeat_schedule_comes_with_the_migrations(db):
     # as migrate does (it only creates what is missing).
     from django.apps import apps
 
-    from channel_manager.housekeeping import SCHEDULES
+    from channel_manager.ops.housekeeping import SCHEDULES
 
     migration = importlib.import_module("channel_manager.migrations.0004_housekeeping_schedules")
     editor = SimpleNamespace(connection=connection)

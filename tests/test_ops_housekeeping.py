@@ -15,8 +15,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.models import Schedule, Task
 
-from channel_manager import housekeeping
-from channel_manager.models import IdempotencyRecord
+from channel_manager.kernel.models import IdempotencyRecord
+from channel_manager.ops import housekeeping
 from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Event
 from notifications.services import publish_event
 from tests.factories import SubscriptionFactory
@@ -71,7 +71,7 @@ def test_a_run_deletes_at_most_one_batch_in_one_statement(partner, settings):
 def task_result(*, success: bool, age: dt.timedelta) -> Task:
     stopped = timezone.now() - age
     return Task.objects.create(
-        id=uuid.uuid4().hex, name=f"t-{uuid.uuid4().hex[:8]}", func="channel_manager.health.heartbeat",
+        id=uuid.uuid4().hex, name=f"t-{uuid.uuid4().hex[:8]}", func="channel_manager.ops.health.heartbeat",
         started=stopped - dt.timedelta(seconds=1), stopped=stopped, success=success, result="ok",
     )
 
@@ -164,6 +164,7 @@ def test_the_migration_creates_each_schedule_once_and_leaves_edited_ones_alone()
     migration.create_schedules(django_apps, editor)
     Schedule.objects.filter(name="prune-events").update(minutes=60)
     migration.create_schedules(django_apps, editor)
+    importlib.import_module("channel_manager.migrations.0005_task_paths").forward(django_apps, editor)
     schedules = {s.name: s for s in Schedule.objects.filter(name__in=[n for n, _, _ in migration.SCHEDULES])}
     assert len(schedules) == len(migration.SCHEDULES) == 5
     assert schedules["prune-events"].minutes == 60

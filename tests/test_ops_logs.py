@@ -17,8 +17,8 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 from rest_framework.test import APIClient
 
-from channel_manager import scheduling
-from channel_manager.logs import (
+from channel_manager.orders import scheduling
+from channel_manager.kernel.logs import (
     ContextFilter,
     JsonFormatter,
     PlainFormatter,
@@ -29,7 +29,7 @@ from channel_manager.logs import (
     redact,
     task_context,
 )
-from channel_manager.models import OrderStatus
+from channel_manager.orders.models import OrderStatus
 from tests import payloads
 from tests.test_notifications_delivery import Receiver
 
@@ -159,7 +159,7 @@ def test_the_logs_of_a_whole_order_lifecycle_hold_the_request_id_and_no_secret(
     assert all(r["request_id"] for r in access)
 
     # The tasks the request caused log under its request id.
-    issued = json_logs.where(logger="channel_manager.issuance", request_id=REQUEST_ID)
+    issued = json_logs.where(logger="channel_manager.orders.issuance", request_id=REQUEST_ID)
     assert any(r["message"].endswith("settled Draft") and r["order_id"] == order_id for r in issued)
     ended = [r for r in issued if "issuance ended" in r["message"]]
     assert ended and ended[0]["operation"] == "task:issue_order" and ended[0]["duration_ms"] >= 0
@@ -206,7 +206,7 @@ def _response():
 
 
 def test_queued_tasks_carry_the_request_id_of_the_request_that_queued_them():
-    with mock.patch("channel_manager.scheduling.async_task") as async_task:
+    with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
         with log_context(request_id="req-7"):
             scheduling.queue_issuance_task(41)
         scheduling.queue_issuance_task(42)

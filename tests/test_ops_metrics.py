@@ -25,9 +25,9 @@ from django_q.models import OrmQ
 from drf_spectacular.generators import SchemaGenerator
 from prometheus_client.parser import text_string_to_metric_families
 
-from channel_manager import metrics
-from channel_manager.logs import OPERATIONS
-from channel_manager.models import Order, OrderStatus
+from channel_manager.kernel.logs import OPERATIONS
+from channel_manager.orders.models import Order, OrderStatus
+from notifications import metrics as delivery_metrics
 from notifications.models import DeliveryState
 from notifications.services import publish_event
 from tests import payloads
@@ -176,7 +176,7 @@ def test_a_scrape_without_the_database_still_answers_with_the_process_metrics():
 
 @pytest.mark.django_db
 def test_issuance_duration_is_recorded_by_result(client, catalog):
-    from channel_manager.tasks import issue_order_task
+    from channel_manager.orders.tasks import issue_order_task
 
     before = scrape()
     response = client.post("/channelManager", payloads.order_body(), format="json")  # no commit: not queued
@@ -216,7 +216,7 @@ def test_webhook_delivery_outcomes_are_counted(partner, settings, django_capture
     grew = {
         outcome: value(after, "cm_webhook_deliveries_total", outcome=outcome)
         - value(before, "cm_webhook_deliveries_total", outcome=outcome)
-        for outcome in metrics.DELIVERY_OUTCOMES
+        for outcome in delivery_metrics.DELIVERY_OUTCOMES
     }
     assert grew == {"delivered": 1, "retry": 1, "disabled": 1, "failed": 0}
     assert events[0].deliveries.get().state == DeliveryState.DELIVERED
@@ -304,7 +304,7 @@ def test_under_gunicorn_every_scrape_sums_all_worker_processes(tmp_path):
         assert not (metrics_dir / f"histogram_{victim}.db").exists()
 
         # Another process on the machine (a qcluster worker) records into the same directory.
-        script = "from channel_manager import metrics; metrics.observe_issuance(result='Issued', seconds=0.3)"
+        script = "from channel_manager.orders import metrics; metrics.observe_issuance(result='Issued', seconds=0.3)"
         subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, check=True, timeout=60)
         samples = parse(get(f"{base}/metrics")[1])
         assert value(samples, "cm_issuance_duration_seconds_count", result="Issued") == 1

@@ -9,8 +9,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from channel_manager.authentication import key_digest, partner_for_key
-from channel_manager.models import ApiKey, Partner
+from channel_manager.kernel.authentication import key_digest, partner_for_key
+from channel_manager.kernel.models import ApiKey, Partner
 from tests.factories import PartnerFactory
 
 pytestmark = pytest.mark.django_db

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from channel_manager import services
-from channel_manager.models import Order
-from channel_manager.throttling import PartnerRateThrottle
+from channel_manager.kernel import partners
+from channel_manager.kernel.throttling import PartnerRateThrottle
+from channel_manager.orders.models import Order
 from tests.factories import PartnerFactory
 from tests.payloads import order_body
 from tests.test_api_auth import assert_problem
@@ -45,7 +45,7 @@ def test_a_rate_limited_response_is_not_stored_for_its_idempotency_key(client, c
 
 def test_one_partners_burst_does_not_limit_another(client, catalog, anon_client, limit_three_per_minute):
     other = PartnerFactory(partner_id="other-travel")
-    _, key = services.issue_api_key(partner=other)
+    _, key = partners.issue_api_key(partner=other)
     anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     for _ in range(4):
         client.get("/channelManager")

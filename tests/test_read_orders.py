@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from channel_manager.models import Order
+from channel_manager.orders.models import Order
 from tests.payloads import line, order_body
 from tests.test_api_auth import assert_problem
 

@@ -19,9 +19,9 @@ from django_q.models import OrmQ, Schedule
 
 from catalog.models import Item
 from catalog.selectors import clear_venue_cache, venue_today
-from channel_manager import health
-from channel_manager.models import IN_FLIGHT, Order, OrderStatus
-from channel_manager.services import LineInput
+from channel_manager.ops import health
+from channel_manager.orders.models import IN_FLIGHT, Order, OrderStatus
+from channel_manager.orders.services import LineInput
 from tests.test_worker_e2e import Cluster, assert_each_order_settled_exactly_once, submit
 from wallets.models import Asset
 
@@ -56,7 +56,7 @@ def settled_by(text: str) -> dict[str, int]:
     """{orderId: pid of the worker process} for every "order … settled …" line of one cluster."""
     return {
         r["order_id"]: r["pid"] for r in json_lines(text)
-        if r.get("logger") == "channel_manager.issuance" and " settled " in r.get("message", "")
+        if r.get("logger") == "channel_manager.orders.issuance" and " settled " in r.get("message", "")
     }
 
 

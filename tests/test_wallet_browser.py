@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from channel_manager.issuance import issue_order
-from channel_manager.models import Order, OrderStatus
+from channel_manager.orders.issuance import issue_order
+from channel_manager.orders.models import Order, OrderStatus
 from tests.payloads import line, order_body, visit_date
 from wallets.models import Asset
 

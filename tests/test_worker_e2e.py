@@ -25,9 +25,9 @@ from django.db.models import Count, Sum
 
 from catalog.models import Capacity, Item
 from catalog.selectors import clear_venue_cache, venue_today
-from channel_manager.models import IN_FLIGHT, Order, OrderStatus, OrderStatusChange
-from channel_manager.services import LineInput, OrderInput, create_order, wallets_issued_by
-from channel_manager.tasks import sweep_stuck_orders
+from channel_manager.orders.models import IN_FLIGHT, Order, OrderStatus, OrderStatusChange
+from channel_manager.orders.services import LineInput, OrderInput, create_order, wallets_issued_by
+from channel_manager.orders.tasks import sweep_stuck_orders
 from notifications.models import Event
 from wallets.models import Asset, Wallet
 

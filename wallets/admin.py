@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from channel_manager.admin_mixins import ReadOnlyAdminMixin
+from channel_manager.kernel.admin import ReadOnlyAdminMixin
 from wallets.models import Asset, Wallet
 
 

@@ -53,8 +53,8 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "channel_manager.logs.JsonFormatter"},
-        "plain": {"()": "channel_manager.logs.PlainFormatter"},
+        "json": {"()": "channel_manager.kernel.logs.JsonFormatter"},
+        "plain": {"()": "channel_manager.kernel.logs.PlainFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": _format, "stream": "ext://sys.stderr"},
@@ -69,7 +69,7 @@ logconfig_dict = {
 
 def on_starting(server):
     """Fold the metric files of processes of an earlier run into the archive (counters go on)."""
-    from channel_manager.metrics import compact
+    from channel_manager.kernel.metrics import compact
 
     compact(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 

@@ -20,9 +20,9 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from catalog.models import Venue
-from channel_manager import services
-from channel_manager.authentication import partner_for_key
-from channel_manager.models import Partner
+from channel_manager.kernel import partners
+from channel_manager.kernel.authentication import partner_for_key
+from channel_manager.kernel.models import Partner
 
 DEMO_PARTNER_ID = "demo-travel"
 DEMO_PARTNER_NAME = "Demo Travel"
@@ -95,7 +95,7 @@ class Command(BaseCommand):
     def demo_key(self, key_file: Path) -> str:
         partner = Partner.objects.filter(partner_id=DEMO_PARTNER_ID).first()
         if partner is None:
-            partner, raw_key = services.create_partner(
+            partner, raw_key = partners.create_partner(
                 partner_id=DEMO_PARTNER_ID, name=DEMO_PARTNER_NAME
             )
             write_key(key_file, raw_key)
@@ -115,7 +115,7 @@ class Command(BaseCommand):
             )
             return raw_key
 
-        _, raw_key = services.issue_api_key(partner=partner, label="demo")
+        _, raw_key = partners.issue_api_key(partner=partner, label="demo")
         write_key(key_file, raw_key)
         self.stdout.write(
             f"Issued a new API key for the demo partner {DEMO_PARTNER_ID} (saved in {key_file})."

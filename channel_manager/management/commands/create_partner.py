@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils.dateparse import parse_datetime
 
-from channel_manager import services
-from channel_manager.models import Partner
+from channel_manager.kernel import partners
+from channel_manager.kernel.models import Partner
 
 PARTNER_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NAME_MAX_LENGTH = Partner._meta.get_field("name").max_length
@@ -85,7 +85,7 @@ class Command(BaseCommand):
         if Partner.objects.filter(partner_id=partner_id).exists():
             raise CommandError(f"A partner with partnerId {partner_id!r} already exists.")
         try:
-            partner, raw_key = services.create_partner(
+            partner, raw_key = partners.create_partner(
                 partner_id=partner_id, name=name, active_from=starts
             )
         except IntegrityError as exc:  # created concurrently since the check above

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from channel_manager import services
-from channel_manager.models import Partner
+from channel_manager.kernel import partners
+from channel_manager.kernel.models import Partner
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         if partner is None:
             raise CommandError(f"No partner with partnerId {partner_id!r}.")
         was = partner.enabled
-        services.set_partner_enabled(partner=partner, enabled=True)
+        partners.set_partner_enabled(partner=partner, enabled=True)
         if was:
             self.stdout.write(f"Partner {partner.partner_id} was already enabled.")
         else:

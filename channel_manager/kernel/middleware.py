@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
-from channel_manager.idempotency import is_partner_api
-from channel_manager.problems import PROBLEM_CONTENT_TYPE, problem_response, unavailable
+from channel_manager.kernel.idempotency import is_partner_api
+from channel_manager.kernel.problems import PROBLEM_CONTENT_TYPE, problem_response, unavailable
 
 logger = logging.getLogger(__name__)
 

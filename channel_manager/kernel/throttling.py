@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rest_framework.throttling import SimpleRateThrottle
 
-from channel_manager.models import Partner
+from channel_manager.kernel.models import Partner
 
 
 class PartnerRateThrottle(SimpleRateThrottle):

@@ -14,12 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channel_manager import selectors, services
-from channel_manager.api import serializers as s
-from channel_manager.api.common import IDEMPOTENCY_HEADER, parse_body, problem_responses
-from channel_manager.models import Order, Partner
-from channel_manager.presenters import order_dict
-from channel_manager.problems import Problem, flatten_errors, validation_problem
+from channel_manager.kernel.api import IDEMPOTENCY_HEADER, parse_body, problem_responses
+from channel_manager.kernel.models import Partner
+from channel_manager.kernel.problems import Problem, flatten_errors, validation_problem
+from channel_manager.orders import selectors, services
+from channel_manager.orders.api import serializers as s
+from channel_manager.orders.models import Order
+from channel_manager.orders.presenters import order_dict
 
 PAGE_SIZE = 50
 

@@ -31,18 +31,12 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.selectors import items_by_code, venue_today
 from catalog.services import CapacityClaim, CapacityExceeded, reserve_capacity
-from channel_manager import metrics
-from channel_manager.logs import add_log_context
-from channel_manager.models import (
-    IN_FLIGHT,
-    Order,
-    OrderLine,
-    OrderStatus,
-    can_transition,
-)
-from channel_manager.presenters import order_dict
-from channel_manager.selectors import orders_with_contents
-from channel_manager.services import record_status
+from channel_manager.kernel.logs import add_log_context
+from channel_manager.orders import metrics
+from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, can_transition
+from channel_manager.orders.presenters import order_dict
+from channel_manager.orders.selectors import orders_with_contents
+from channel_manager.orders.services import record_status
 from notifications.services import publish_event
 from wallets.services import MintPlan, component_visits, is_timed, mint, plan_mint
 

@@ -4,7 +4,6 @@ these; each runs in one transaction and takes keyword arguments."""
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -16,66 +15,19 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.selectors import cached_items_by_code, get_venue, items_by_code, venue_today
 from catalog.services import release_capacity
-from channel_manager.authentication import KEY_PREFIX, key_digest
-from channel_manager.models import (
-    ApiKey,
+from channel_manager.kernel.models import Partner
+from channel_manager.kernel.problems import Problem, validation_problem
+from channel_manager.orders.models import (
     Order,
     OrderLine,
     OrderStatus,
     OrderStatusChange,
-    Partner,
     can_transition,
     operation_allowed,
 )
-from channel_manager.problems import Problem, validation_problem
-from channel_manager.scheduling import enqueue_issuance
+from channel_manager.orders.scheduling import enqueue_issuance
 from wallets.models import Wallet
 from wallets.services import destroy_order_wallets
-
-# --------------------------------------------------------------------------------------------
-# Partners and API keys
-# --------------------------------------------------------------------------------------------
-
-
-def new_api_key_value() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-@transaction.atomic
-def issue_api_key(*, partner: Partner, label: str = "") -> tuple[ApiKey, str]:
-    """Make a new key for the partner. The raw key is returned once and never stored."""
-    raw = new_api_key_value()
-    key = ApiKey.objects.create(partner=partner, prefix=raw[: len(KEY_PREFIX) + 6], digest=key_digest(raw), label=label)
-    return key, raw
-
-
-@transaction.atomic
-def revoke_api_key(*, api_key: ApiKey) -> ApiKey:
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
-    return api_key
-
-
-@transaction.atomic
-def create_partner(
-    *, partner_id: str, name: str, active_from: dt.datetime | None = None
-) -> tuple[Partner, str]:
-    """Set up a partnership and its first API key; returns the partner and the raw key."""
-    partner = Partner.objects.create(
-        partner_id=partner_id, name=name, active_from=active_from or timezone.now(), enabled=True
-    )
-    _, raw = issue_api_key(partner=partner, label="initial")
-    return partner, raw
-
-
-@transaction.atomic
-def set_partner_enabled(*, partner: Partner, enabled: bool) -> Partner:
-    if partner.enabled != enabled:
-        partner.enabled = enabled
-        partner.save(update_fields=["enabled"])
-    return partner
-
 
 # --------------------------------------------------------------------------------------------
 # Orders

@@ -2,13 +2,10 @@
 
 Recorded where they happen:
   cm_http_request_duration_seconds{operation,status}  histogram, every request (RequestMetricsMiddleware)
-  cm_issuance_duration_seconds{result}                 histogram, every issuance run (worker)
-  cm_webhook_deliveries_total{outcome}                 counter: delivered, retry, failed, disabled (worker)
-Read from the database at scrape time (DatabaseCollector, three queries):
-  cm_orders{status}                                    orders by status (one GROUP BY)
-  cm_queue_tasks{state}                                django-q2 queue: waiting, running
-  cm_queue_oldest_age_seconds                          how long the oldest waiting task has waited
-  cm_metrics_database_up                               1, or 0 when the database did not answer
+  the apps' own metrics, defined beside their code (issuance: channel_manager.orders.metrics;
+  webhooks: notifications.metrics)
+Read from the database at scrape time by collectors the apps register with add_scrape_collector
+(channel_manager.ops.collectors: orders by status, the task queue, database up).
 
 Several processes: with PROMETHEUS_MULTIPROC_DIR set (channel_manager/deploy/gunicorn.conf.py
 sets it; give the qcluster the same directory on the same machine), every process writes its
@@ -35,10 +32,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -55,13 +51,12 @@ def multiprocess_dir() -> str | None:
 if multiprocess_dir():
     os.makedirs(multiprocess_dir(), exist_ok=True)
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram  # noqa: E402
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram  # noqa: E402
 from prometheus_client.exposition import choose_encoder  # noqa: E402
-from prometheus_client.metrics_core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.mmap_dict import MmapedDict  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
 
-from channel_manager.logs import operation_for  # noqa: E402
+from channel_manager.kernel.logs import operation_for  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -71,31 +66,10 @@ HTTP_REQUEST_DURATION = Histogram(
     ["operation", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-ISSUANCE_DURATION = Histogram(
-    "cm_issuance_duration_seconds",
-    "Time one issuance run took, by the status it settled the order in (none: nothing to do).",
-    ["result"],
-    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-)
-WEBHOOK_DELIVERIES = Counter(
-    "cm_webhook_deliveries",
-    "Webhook delivery attempts by outcome: delivered, retry (scheduled again), failed (for good), "
-    "disabled (410 Gone switched the subscription off).",
-    ["outcome"],
-)
-DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "disabled")
 
 
 def observe_request(*, operation: str, status: int, seconds: float) -> None:
     HTTP_REQUEST_DURATION.labels(operation=operation, status=str(status)).observe(seconds)
-
-
-def observe_issuance(*, result: str | None, seconds: float) -> None:
-    ISSUANCE_DURATION.labels(result=result or "none").observe(seconds)
-
-
-def count_delivery(outcome: str) -> None:
-    WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
 
 
 class RequestMetricsMiddleware:
@@ -117,38 +91,6 @@ class RequestMetricsMiddleware:
 
 
 # ---- read at scrape time ----------------------------------------------------------------------
-
-
-class DatabaseCollector:
-    """Orders by status and the task queue, read when scraped."""
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from channel_manager.health import queue_stats
-        from channel_manager.models import Order, OrderStatus
-
-        up = GaugeMetricFamily("cm_metrics_database_up", "1 when the database answered this scrape's queries.")
-        try:
-            counts = dict(Order.objects.order_by().values("status").annotate(n=Count("id")).values_list("status", "n"))
-            stats = queue_stats()
-        except DatabaseError as error:
-            logger.warning("metrics: database unavailable: %s", type(error).__name__)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        orders = GaugeMetricFamily("cm_orders", "Orders by status.", labels=["status"])
-        for status in OrderStatus.values:
-            orders.add_metric([status], counts.get(status, 0))
-        yield orders
-        tasks = GaugeMetricFamily("cm_queue_tasks", "Tasks in the django-q2 queue, by state.", labels=["state"])
-        tasks.add_metric(["waiting"], stats.waiting)
-        tasks.add_metric(["running"], stats.running)
-        yield tasks
-        yield GaugeMetricFamily(
-            "cm_queue_oldest_age_seconds", "How long the oldest waiting task has waited (0: none waits).",
-            value=stats.oldest_age_seconds,
-        )
 
 
 class _ProcessRegistry:
@@ -246,7 +188,17 @@ def process_exited(pid: int) -> None:
 
 
 _registry: CollectorRegistry | None = None
+_scrape_collectors: list[Any] = []
 _registry_lock = threading.Lock()
+
+
+def add_scrape_collector(collector: Any) -> None:
+    """Read `collector` at every scrape, beside the recorded samples (the apps register theirs
+    when Django starts, e.g. channel_manager.ops.collectors)."""
+    global _registry
+    with _registry_lock:
+        _scrape_collectors.append(collector)
+        _registry = None
 
 
 def scrape_registry() -> CollectorRegistry:
@@ -256,7 +208,8 @@ def scrape_registry() -> CollectorRegistry:
             registry = CollectorRegistry(auto_describe=False)
             path = multiprocess_dir()
             registry.register(_LockedMultiProcessCollector(path) if path else _ProcessRegistry())
-            registry.register(DatabaseCollector())
+            for collector in _scrape_collectors:
+                registry.register(collector)
             _registry = registry
         return _registry
 

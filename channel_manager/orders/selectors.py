@@ -7,7 +7,8 @@ import uuid
 
 from django.db.models import Prefetch, QuerySet
 
-from channel_manager.models import Order, OrderLine, Partner
+from channel_manager.kernel.models import Partner
+from channel_manager.orders.models import Order, OrderLine
 from wallets.models import Asset, Wallet
 
 

@@ -1,7 +1,7 @@
 """Forms of the staff admin: the order actions (re-issue, confirm, delete), partner creation and
 key issuing, and the finance export filters. Order content is validated exactly as the partner
 API validates it (the API's serializers and `order_input_from`); the forms only collect input,
-the services in channel_manager.services do the work."""
+the services in channel_manager.orders.services do the work."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from channel_manager.api.serializers import ConfirmRequestSerializer, OrderRequestSerializer
-from channel_manager.api.views import order_input_from
-from channel_manager.exports import DATE_FIELD_CHOICES, ExportFilters
+from channel_manager.kernel.models import Partner
+from channel_manager.kernel.problems import Problem, flatten_errors
 from channel_manager.management.commands.create_partner import PARTNER_ID_RE
-from channel_manager.models import Order, OrderLine, OrderStatus, Partner
-from channel_manager.presenters import hhmm
-from channel_manager.problems import Problem, flatten_errors
-from channel_manager.services import OrderInput
+from channel_manager.orders.api.serializers import ConfirmRequestSerializer, OrderRequestSerializer
+from channel_manager.orders.api.views import order_input_from
+from channel_manager.orders.exports import DATE_FIELD_CHOICES, ExportFilters
+from channel_manager.orders.models import Order, OrderLine, OrderStatus
+from channel_manager.orders.presenters import hhmm
+from channel_manager.orders.services import OrderInput
 
 # --------------------------------------------------------------------------------------------
 # Orders

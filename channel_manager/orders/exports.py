@@ -29,7 +29,7 @@ from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 
 from catalog.selectors import get_venue
-from channel_manager.models import Order, OrderLine, format_buy_from_reference
+from channel_manager.orders.models import Order, OrderLine, format_buy_from_reference
 from wallets.models import Asset, AssetType
 
 DATE_FIELDS = {"created": "created_at", "issued": "issued_at", "cancelled": "cancelled_at"}

@@ -7,7 +7,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from channel_manager.models import Order
+from channel_manager.orders.models import Order
 from wallets.selectors import manifest_url
 
 CUSTOMER_FIELDS = ("firstName", "lastName", "email", "phone", "country", "language")

@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from channel_manager.problems import PROBLEM_CONTENT_TYPE, flatten_errors, validation_problem
+from channel_manager.kernel.problems import PROBLEM_CONTENT_TYPE, flatten_errors, validation_problem
 
 
 class ProblemFieldSerializer(serializers.Serializer):

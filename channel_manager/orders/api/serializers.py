@@ -8,7 +8,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from channel_manager.models import OrderStatus
+from channel_manager.orders.models import OrderStatus
 
 REFERENCE_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 
@@ -147,7 +147,7 @@ class FindOrdersQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, required=False)
 
 
-# ---- Response shapes (documentation; the API renders with channel_manager.presenters) -------
+# ---- Response shapes (documentation; the API renders with channel_manager.orders.presenters) -------
 
 
 class AssetSerializer(serializers.Serializer):

@@ -17,9 +17,9 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from channel_manager.authentication import bearer_token, partner_for_key, partnership_problem
-from channel_manager.models import IdempotencyRecord
-from channel_manager.problems import problem_response, unavailable
+from channel_manager.kernel.authentication import bearer_token, partner_for_key, partnership_problem
+from channel_manager.kernel.models import IdempotencyRecord
+from channel_manager.kernel.problems import problem_response, unavailable
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})

@@ -6,10 +6,10 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from channel_manager.logs import request_id_kwargs
-from channel_manager.models import Order, OrderStatus, OrderStatusChange
+from channel_manager.kernel.logs import request_id_kwargs
+from channel_manager.orders.models import Order, OrderStatus, OrderStatusChange
 
-ISSUANCE_TASK = "channel_manager.tasks.issue_order_task"
+ISSUANCE_TASK = "channel_manager.orders.tasks.issue_order_task"
 
 
 def enqueue_issuance(order_pk: int) -> None:

@@ -9,8 +9,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
-from channel_manager.models import ApiKey, Partner
-from channel_manager.problems import Problem
+from channel_manager.kernel.models import ApiKey, Partner
+from channel_manager.kernel.problems import Problem
 
 KEY_PREFIX = "cmk_"
 

@@ -1,0 +1,62 @@
+"""Partners, their API keys and Idempotency-Key records: who calls every app's API.
+
+The tables keep their `channel_manager` app label (channel_manager.models re-exports these)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Partner(models.Model):
+    partner_id = models.CharField("partnerId", max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    active_from = models.DateTimeField(default=timezone.now)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        app_label = "channel_manager"
+        ordering = ["partner_id"]
+
+    def __str__(self) -> str:
+        return self.partner_id
+
+
+class ApiKey(models.Model):
+    """A partner's API key. Only a SHA-256 digest is kept: keys are 256-bit random, so a fast
+    hash is as safe as a slow one and costs nothing per request."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="api_keys")
+    prefix = models.CharField(max_length=16, help_text="First characters of the key, to tell keys apart.")
+    digest = models.CharField(max_length=64, unique=True)
+    label = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        app_label = "channel_manager"
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({'revoked' if self.revoked_at else 'active'})"
+
+
+class IdempotencyRecord(models.Model):
+    """One Idempotency-Key of one partner: the request it was bound to and the stored response."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    locked_at = models.DateTimeField(null=True, blank=True, help_text="Set while the first request runs.")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        app_label = "channel_manager"
+        constraints = [models.UniqueConstraint(fields=["partner", "key"], name="idempotency_key_unique")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,44 @@
+"""What /metrics reads from the database at scrape time: orders by status and the task queue."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from django.db import DatabaseError
+from django.db.models import Count
+from prometheus_client.metrics_core import GaugeMetricFamily
+
+from channel_manager.ops.health import queue_stats
+from channel_manager.orders.models import Order, OrderStatus
+
+logger = logging.getLogger(__name__)
+
+
+class DatabaseCollector:
+    """Orders by status and the task queue, read when scraped."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("cm_metrics_database_up", "1 when the database answered this scrape's queries.")
+        try:
+            counts = dict(Order.objects.order_by().values("status").annotate(n=Count("id")).values_list("status", "n"))
+            stats = queue_stats()
+        except DatabaseError as error:
+            logger.warning("metrics: database unavailable: %s", type(error).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        orders = GaugeMetricFamily("cm_orders", "Orders by status.", labels=["status"])
+        for status in OrderStatus.values:
+            orders.add_metric([status], counts.get(status, 0))
+        yield orders
+        tasks = GaugeMetricFamily("cm_queue_tasks", "Tasks in the django-q2 queue, by state.", labels=["state"])
+        tasks.add_metric(["waiting"], stats.waiting)
+        tasks.add_metric(["running"], stats.running)
+        yield tasks
+        yield GaugeMetricFamily(
+            "cm_queue_oldest_age_seconds", "How long the oldest waiting task has waited (0: none waits).",
+            value=stats.oldest_age_seconds,
+        )

@@ -1,0 +1,154 @@
+"""Orders, their lines and history, and the one order state machine."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from channel_manager.kernel.models import Partner
+
+
+class OrderStatus(models.TextChoices):
+    SUBMITTED = "Submitted"
+    SCHEDULED = "Scheduled"
+    PROCESSING = "Processing"
+    DRAFT = "Draft"
+    ISSUED = "Issued"
+    ERROR = "Error"
+    CANCELLED = "Cancelled"
+
+
+IN_FLIGHT = frozenset({OrderStatus.SUBMITTED, OrderStatus.SCHEDULED, OrderStatus.PROCESSING})
+SETTLED = frozenset({OrderStatus.DRAFT, OrderStatus.ISSUED, OrderStatus.ERROR})
+
+# The state machine, declared once. Every service asks `can_transition` / `allowed`.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    OrderStatus.SUBMITTED: frozenset({OrderStatus.SCHEDULED, OrderStatus.PROCESSING}),
+    OrderStatus.SCHEDULED: frozenset({OrderStatus.PROCESSING}),
+    # Processing -> Scheduled: the sweeper re-enqueues an order whose worker died.
+    OrderStatus.PROCESSING: frozenset(
+        {OrderStatus.DRAFT, OrderStatus.ISSUED, OrderStatus.ERROR, OrderStatus.SCHEDULED}
+    ),
+    OrderStatus.DRAFT: frozenset({OrderStatus.ISSUED, OrderStatus.SUBMITTED}),
+    OrderStatus.ISSUED: frozenset({OrderStatus.CANCELLED}),
+    OrderStatus.ERROR: frozenset({OrderStatus.SUBMITTED}),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+# Partner operations and the statuses they are allowed in. "confirm" on Issued and "delete" on
+# Cancelled are no-ops that answer the order unchanged.
+OPERATIONS: dict[str, frozenset[str]] = {
+    "confirm": frozenset({OrderStatus.DRAFT, OrderStatus.ISSUED}),
+    "replace": frozenset({OrderStatus.DRAFT, OrderStatus.ERROR}),
+    "delete": frozenset({OrderStatus.DRAFT, OrderStatus.ERROR, OrderStatus.ISSUED, OrderStatus.CANCELLED}),
+}
+
+
+def can_transition(from_status: str, to_status: str) -> bool:
+    return to_status in TRANSITIONS[from_status]
+
+
+def operation_allowed(operation: str, status: str) -> bool:
+    return status in OPERATIONS[operation]
+
+
+class Order(models.Model):
+    # Internal bigint key; it also numbers buyFromOrderReference, so that reference is unique
+    # by construction and known from the first INSERT.
+    id = models.BigAutoField(primary_key=True)
+    order_id = models.UUIDField("orderId", default=uuid.uuid4, unique=True, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="orders")
+    sell_to_order_reference = models.CharField("sellToOrderReference", max_length=64)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.SUBMITTED)
+    status_message = models.TextField(null=True, blank=True)
+    payment_reference = models.CharField(max_length=128, null=True, blank=True)
+    customer = models.JSONField(null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    total_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    # How many times issuance started for the current content (a worker that died counts).
+    issuance_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        app_label = "channel_manager"
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "sell_to_order_reference"], name="order_unique_partner_reference"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["partner", "-id"], name="order_partner_newest"),
+            models.Index(fields=["status", "updated_at"], name="order_status_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.buy_from_order_reference} ({self.status})"
+
+    @property
+    def buy_from_order_reference(self) -> str:
+        return format_buy_from_reference(self.pk)
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in IN_FLIGHT
+
+
+BUY_FROM_PREFIX = "CM-"
+
+
+def format_buy_from_reference(pk: int) -> str:
+    return f"{BUY_FROM_PREFIX}{pk:08d}"
+
+
+def parse_buy_from_reference(value: str) -> int | None:
+    value = value.strip().upper()
+    if value.startswith(BUY_FROM_PREFIX) and value[len(BUY_FROM_PREFIX):].isdigit():
+        return int(value[len(BUY_FROM_PREFIX):])
+    return None
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    line_number = models.PositiveSmallIntegerField()
+    item = models.ForeignKey("catalog.Item", on_delete=models.PROTECT, related_name="+")
+    item_code = models.CharField("itemId", max_length=64)
+    item_type = models.CharField(max_length=16)
+    quantity = models.PositiveIntegerField()
+    visit_date = models.DateField()
+    visit_time = models.TimeField(null=True, blank=True)
+    external_reference_numbers = models.JSONField(default=list, blank=True)
+    component_schedule = models.JSONField(default=list, blank=True)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    line_total = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        app_label = "channel_manager"
+        ordering = ["order", "line_number"]
+        constraints = [models.UniqueConstraint(fields=["order", "line_number"], name="line_number_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.line_number}: {self.quantity} × {self.item_code}"
+
+
+class OrderStatusChange(models.Model):
+    """The order's history: every status change and staff action, who or what did it, and why."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=150, help_text="partner:<id>, worker, sweeper or staff:<username>")
+    message = models.TextField(blank=True)
+
+    class Meta:
+        app_label = "channel_manager"
+        ordering = ["order", "at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '∅'} → {self.to_status} by {self.actor}"
