@@ -23,6 +23,7 @@ from catalog import availability
 from catalog.availability import MAX_RANGE_DAYS, CatalogListing, Entry, ItemAvailability, Status
 from catalog.models import Item, ItemType
 from channel_manager.kernel.api import problem_responses
+from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.problems import Problem, flatten_errors, problem_response, validation_problem
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -32,8 +33,6 @@ def _day(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _hhmm(value: dt.time | None) -> str | None:
-    return value.strftime("%H:%M") if value else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,7 +131,7 @@ class AvailabilitySerializer(serializers.Serializer):
 
 
 def item_dict(item: Item, *, currency: str) -> dict[str, Any]:
-    slots = [_hhmm(slot.time) for slot in item.time_slots.all()]
+    slots = [hhmm(slot.time) for slot in item.time_slots.all()]
     return {
         "itemId": item.item_id,
         "name": item.name,
@@ -158,7 +157,7 @@ def listing_dict(listing: CatalogListing) -> dict[str, Any]:
 def entry_dict(entry: Entry) -> dict[str, Any]:
     return {
         "visitDate": entry.visit_date.isoformat(),
-        "visitTime": _hhmm(entry.visit_time),
+        "visitTime": hhmm(entry.visit_time),
         "capacity": entry.capacity,
         "remaining": entry.remaining,
         "status": entry.status.value,

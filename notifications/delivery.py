@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from channel_manager.kernel.formats import rfc3339
 from notifications import metrics, services
 from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Subscription
 from notifications.signing import signature_header
@@ -253,7 +254,7 @@ def record_outcome(claim: Claim, outcome: Outcome) -> str:
             delivery.save(update_fields=fields)
             services.disable_subscription(
                 subscription_pk=delivery.subscription_id,
-                reason=f"endpoint answered 410 Gone at {services.rfc3339(now)}",
+                reason=f"endpoint answered 410 Gone at {rfc3339(now)}",
             )
             return DeliveryState.FAILED
         elif delivery.claim_token == claim.token:  # else someone re-claimed it: theirs decides

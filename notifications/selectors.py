@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from channel_manager.kernel.api import BadCursor, decode_cursor, encode_cursor
 from channel_manager.kernel.models import Partner
 from notifications.models import Event, Subscription
 
 EVENT_WINDOW = dt.timedelta(days=30)
-
-
-class BadCursor(ValueError):
-    pass
 
 
 def partner_subscriptions(*, partner: Partner) -> QuerySet[Subscription]:
@@ -24,21 +19,22 @@ def partner_subscriptions(*, partner: Partner) -> QuerySet[Subscription]:
     return Subscription.objects.filter(partner=partner, deleted_at__isnull=True).order_by("-created_at", "-id")
 
 
+EVENT_CURSOR = "e"
+
+
 def encode_event_cursor(event: Event) -> str:
-    raw = f"e|{event.created_at.astimezone(dt.UTC).isoformat()}|{event.pk}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_cursor(EVENT_CURSOR, event.created_at.astimezone(dt.UTC).isoformat(), event.pk)
 
 
 def decode_event_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    created, pk = decode_cursor(cursor, EVENT_CURSOR, 2)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, created, pk = raw.split("|")
         created_at = dt.datetime.fromisoformat(created)
-        if kind != "e" or not pk.isdigit() or created_at.tzinfo is None:
-            raise ValueError(cursor)
-        return created_at, int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except ValueError:
         raise BadCursor(cursor) from None
+    if not pk.isdigit() or created_at.tzinfo is None:
+        raise BadCursor(cursor)
+    return created_at, int(pk)
 
 
 def partner_events(

@@ -2,46 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from rest_framework import serializers
 
+from channel_manager.kernel.api import RFC3339Field, StrictCharField
 from notifications.models import DeliveryState, EventType
 from notifications.targets import MAX_URL_LENGTH
-
-
-class StrictCharField(serializers.CharField):
-    """A string field that refuses numbers and booleans instead of turning them into text."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        if "\x00" in data:
-            raise serializers.ValidationError("Must not contain NUL characters.")
-        return super().to_internal_value(data)
-
-
-class RFC3339Field(serializers.Field):
-    """An RFC 3339 timestamp with its offset (`Z` or `±HH:MM`)."""
-
-    default_error_messages = {"invalid": "Must be an RFC 3339 timestamp with an offset, e.g. 2026-11-27T10:00:00Z."}
-
-    def to_internal_value(self, data: Any) -> dt.datetime:
-        if not isinstance(data, str) or not 10 < len(data) <= 40:
-            self.fail("invalid")
-        # A '+' sent unencoded in a query string arrives as a space.
-        text = data.strip().replace(" ", "+").upper()
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            self.fail("invalid")
-        if "T" not in text or value.tzinfo is None:
-            self.fail("invalid")
-        return value.astimezone(dt.UTC)
-
-    def to_representation(self, value: dt.datetime) -> str:
-        return value.isoformat()
 
 
 class SubscriptionCreateSerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.logs import request_id_kwargs
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import Problem, validation_problem
@@ -31,8 +32,6 @@ TASK_GROUP = "webhooks"
 DEFAULT_MAX_SUBSCRIPTIONS = 20
 
 
-def rfc3339(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def event_body(*, event_id: uuid.UUID, event_type: str, created_at: dt.datetime, payload: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channel_manager.kernel.api import IDEMPOTENCY_HEADER, parse_body, problem_responses
+from channel_manager.kernel.api import CURSOR_ERROR, IDEMPOTENCY_HEADER, BadCursor, parse_body, problem_responses
+from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import flatten_errors, validation_problem
 from notifications import selectors, services
@@ -41,7 +42,7 @@ def subscription_dict(subscription: Subscription, *, with_secret: bool = False) 
         "url": subscription.url,
         "active": subscription.active,
         "disabledReason": subscription.disabled_reason or None,
-        "createdAt": services.rfc3339(subscription.created_at),
+        "createdAt": rfc3339(subscription.created_at),
     }
     if with_secret:
         body["secret"] = subscription.secret
@@ -52,7 +53,7 @@ def event_dict(event: Event) -> dict[str, Any]:
     return {
         "eventId": str(event.event_id),
         "eventType": event.event_type,
-        "createdAt": services.rfc3339(event.created_at),
+        "createdAt": rfc3339(event.created_at),
         "orderId": event.subject_id or None,
         "deliveryState": event.delivery_state,
     }
@@ -141,8 +142,8 @@ class EventCollectionView(NotificationsAPIView):
         if "cursor" in params:
             try:
                 after = selectors.decode_event_cursor(params["cursor"])
-            except selectors.BadCursor:
-                raise validation_problem([{"field": "cursor", "message": "Not a cursor this API returned."}]) from None
+            except BadCursor:
+                raise validation_problem([CURSOR_ERROR]) from None
         limit = params.get("limit", PAGE_SIZE)
         page = list(selectors.partner_events(partner=self.partner, since=params.get("since"), after=after)[: limit + 1])
         next_url = None

@@ -23,8 +23,7 @@ from django_q.models import OrmQ, Schedule
 from catalog.models import Capacity, Item, ItemType
 from catalog.selectors import clear_venue_cache, venue_today
 from catalog.services import CapacityClaim, reserve_capacity
-from channel_manager.orders import scheduling
-from channel_manager.orders import issuance, tasks
+from channel_manager.orders import issuance, scheduling, tasks
 from channel_manager.orders.issuance import issue_order
 from channel_manager.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
 from channel_manager.orders.services import ComponentVisit, LineInput, OrderInput, create_order

@@ -17,7 +17,6 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 from rest_framework.test import APIClient
 
-from channel_manager.orders import scheduling
 from channel_manager.kernel.logs import (
     ContextFilter,
     JsonFormatter,
@@ -29,6 +28,7 @@ from channel_manager.kernel.logs import (
     redact,
     task_context,
 )
+from channel_manager.orders import scheduling
 from channel_manager.orders.models import OrderStatus
 from tests import payloads
 from tests.test_notifications_delivery import Receiver

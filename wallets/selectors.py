@@ -17,6 +17,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from catalog.selectors import get_venue
+from channel_manager.kernel.formats import hhmm
 from wallets.models import AssetType, Wallet
 
 
@@ -201,8 +202,6 @@ def _iso_date(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _hhmm(value: dt.time | None) -> str | None:
-    return value.strftime("%H:%M") if value else None
 
 
 def manifest_asset_json(asset: ManifestAsset, *, validity: str) -> dict[str, Any]:
@@ -212,7 +211,7 @@ def manifest_asset_json(asset: ManifestAsset, *, validity: str) -> dict[str, Any
         "itemId": asset.item_id,
         "name": asset.name,
         "visitDate": _iso_date(asset.visit_date),
-        "visitTime": _hhmm(asset.visit_time),
+        "visitTime": hhmm(asset.visit_time),
     }
     if asset.is_coupon:
         entry["description"] = asset.description
@@ -246,7 +245,7 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "holderName": manifest.holder_name,
         "venue": {"name": manifest.venue_name, "timeZone": manifest.venue_time_zone},
         "visitDate": _iso_date(manifest.visit_date),
-        "visitTime": _hhmm(manifest.visit_time),
+        "visitTime": hhmm(manifest.visit_time),
         "validity": manifest.validity,
         "validityText": manifest.validity_text,
         "assets": [manifest_asset_json(a, validity=manifest.validity) for a in manifest.assets],

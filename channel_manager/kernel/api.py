@@ -1,8 +1,12 @@
-"""What every partner API view shares: body parsing into problem+json validation errors, and
-the documented problem responses and Idempotency-Key header (orders, catalog, notifications)."""
+"""What every partner API view shares: body parsing into problem+json validation errors, strict
+fields, the cursor codec of keyset paging, and the documented problem responses and
+Idempotency-Key header (orders, catalog, notifications)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -24,14 +28,15 @@ class ProblemSerializer(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField()
     errors = ProblemFieldSerializer(many=True, required=False)
-    orderId = serializers.UUIDField(required=False, help_text="duplicate_order: the existing order.")
-    orderStatus = serializers.CharField(required=False, help_text="invalid_state: the order's status.")
 
 
-def problem_responses(*codes: int) -> dict[tuple[int, str], OpenApiResponse]:
-    """Documented problem+json answers for the given status codes."""
+def problem_responses(
+    *codes: int, serializer: type[serializers.Serializer] = ProblemSerializer
+) -> dict[tuple[int, str], OpenApiResponse]:
+    """Documented problem+json answers for the given status codes (an app may document its own
+    problem members with a ProblemSerializer subclass)."""
     return {
-        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description="An RFC 9457 problem.")
+        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(serializer, description="An RFC 9457 problem.")
         for code in codes
     }
 
@@ -51,3 +56,66 @@ def parse_body(serializer_class: type[serializers.Serializer], data: Any) -> dic
     if not serializer.is_valid():
         raise validation_problem(flatten_errors(serializer.errors))
     return serializer.validated_data
+
+
+# ---- fields -----------------------------------------------------------------------------------
+
+
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of turning them into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if "\x00" in data:
+            raise serializers.ValidationError("Must not contain NUL characters.")
+        return super().to_internal_value(data)
+
+
+class RFC3339Field(serializers.Field):
+    """An RFC 3339 timestamp with its offset (`Z` or `±HH:MM`)."""
+
+    default_error_messages = {"invalid": "Must be an RFC 3339 timestamp with an offset, e.g. 2026-11-27T10:00:00Z."}
+
+    def to_internal_value(self, data: Any) -> dt.datetime:
+        if not isinstance(data, str) or not 10 < len(data) <= 40:
+            self.fail("invalid")
+        # A '+' sent unencoded in a query string arrives as a space.
+        text = data.strip().replace(" ", "+").upper()
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            self.fail("invalid")
+        if "T" not in text or value.tzinfo is None:
+            self.fail("invalid")
+        return value.astimezone(dt.UTC)
+
+    def to_representation(self, value: dt.datetime) -> str:
+        return value.isoformat()
+
+
+# ---- keyset paging ----------------------------------------------------------------------------
+
+CURSOR_ERROR = {"field": "cursor", "message": "Not a cursor this API returned."}
+
+
+class BadCursor(ValueError):
+    """Not a cursor this API returned (or one of another list)."""
+
+
+def encode_cursor(kind: str, *parts: object) -> str:
+    """An opaque cursor naming the last row of a page: `kind` tells lists apart."""
+    raw = "|".join([kind, *(str(part) for part in parts)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str, count: int) -> list[str]:
+    """The `count` parts of a cursor of this kind; BadCursor for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor(cursor) from None
+    found, *parts = raw.split("|")
+    if found != kind or len(parts) != count:
+        raise BadCursor(cursor)
+    return parts

@@ -11,6 +11,8 @@ from django.http import Http404, HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from channel_manager.kernel.errors import CONFLICT, INVALID, NOT_FOUND, DomainError, validation_detail
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -19,8 +21,6 @@ TYPE_BASE = "https://errors.channel-manager.example/"
 TITLES = {
     "validation_error": "Invalid request",
     "malformed_json": "Malformed JSON",
-    "duplicate_order": "Duplicate order",
-    "reference_in_use": "External reference already in use",
     "not_authenticated": "Not authenticated",
     "partnership_not_active": "Partnership not active yet",
     "partnership_disabled": "Partnership disabled",
@@ -29,7 +29,6 @@ TITLES = {
     "not_found": "Not found",
     "method_not_allowed": "Method not allowed",
     "not_acceptable": "Not acceptable",
-    "invalid_state": "Operation not allowed in the order's status",
     "idempotency_in_progress": "Request with this Idempotency-Key still in progress",
     "payload_too_large": "Payload too large",
     "unsupported_media_type": "Unsupported media type",
@@ -63,11 +62,21 @@ class Problem(exceptions.APIException):
 
 
 def validation_problem(errors: list[dict[str, str]]) -> Problem:
-    n = len(errors)
-    detail = errors[0]["message"] if n == 1 else f"{n} fields are invalid"
-    if n == 1 and errors[0].get("field"):
-        detail = f"{errors[0]['field']}: {errors[0]['message']}"
-    return Problem(400, "validation_error", detail, errors=errors)
+    return Problem(400, "validation_error", validation_detail(errors), errors=errors)
+
+
+# How each kind of domain error is answered over HTTP.
+STATUS_BY_KIND = {INVALID: 400, NOT_FOUND: 404, CONFLICT: 409}
+
+
+def problem_for(error: DomainError) -> Problem:
+    """The problem+json answer to a domain error raised by a service."""
+    return Problem(STATUS_BY_KIND[error.kind], error.code, error.message, errors=error.errors, extra=error.extra)
+
+
+def register_titles(titles: dict[str, str]) -> None:
+    """The apps add the titles of their own error codes (e.g. channel_manager.orders.errors)."""
+    TITLES.update(titles)
 
 
 def problem_body(status_code: int, code: str, detail: str, errors=None, extra=None) -> dict[str, Any]:
@@ -161,6 +170,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     if isinstance(exc, RequestDataTooBig):
         exc = Problem(413, "payload_too_large", "The request body is too large.")
+    if isinstance(exc, DomainError):
+        exc = problem_for(exc)
     if isinstance(exc, Problem):
         body = problem_body(exc.status_code, exc.code, str(exc.detail), exc.errors, exc.extra)
         headers.update(exc.headers)

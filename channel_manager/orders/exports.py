@@ -29,6 +29,7 @@ from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 
 from catalog.selectors import get_venue
+from channel_manager.kernel.formats import rfc3339
 from channel_manager.orders.models import Order, OrderLine, format_buy_from_reference
 from wallets.models import Asset, AssetType
 
@@ -87,10 +88,6 @@ def orders_for_export(filters: ExportFilters) -> QuerySet[Order]:
 # --------------------------------------------------------------------------------------------
 
 
-def _utc_text(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -183,7 +180,7 @@ class OrderLinesExporter:
         datetime_columns = self._datetime_columns
         for row in self.iterate_list():
             for index in datetime_columns:
-                row[index] = _utc_text(row[index])
+                row[index] = rfc3339(row[index])
             row[12] = row[12].isoformat()
             writer.writerow(row)
             if buffer.tell() >= self.csv_flush_bytes:

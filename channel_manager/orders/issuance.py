@@ -31,6 +31,7 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.selectors import items_by_code, venue_today
 from catalog.services import CapacityClaim, CapacityExceeded, reserve_capacity
+from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.logs import add_log_context
 from channel_manager.orders import metrics
 from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, can_transition
@@ -205,8 +206,6 @@ def _sale_window(item: Item) -> str:
     return f"on sale until {item.sale_until.isoformat()}"
 
 
-def _hhmm(value: dt.time) -> str:
-    return value.strftime("%H:%M")
 
 
 def _check_time(
@@ -218,15 +217,15 @@ def _check_time(
         if visit_time is None:
             raise LineProblem(
                 f"{at}: {code} needs a visitTime on {visit_date.isoformat()} "
-                f"(slots: {', '.join(_hhmm(t) for t in slots)}){hint}"
+                f"(slots: {', '.join(hhmm(t) for t in slots)}){hint}"
             )
         if visit_time not in slots:
             raise LineProblem(
-                f"{at}: {code} has no {_hhmm(visit_time)} slot on {visit_date.isoformat()}"
+                f"{at}: {code} has no {hhmm(visit_time)} slot on {visit_date.isoformat()}"
             )
     elif visit_time is not None:
         raise LineProblem(
-            f"{at}: {code} has no time slots; visitTime must be null (got {_hhmm(visit_time)})"
+            f"{at}: {code} has no time slots; visitTime must be null (got {hhmm(visit_time)})"
         )
 
 
@@ -247,7 +246,7 @@ def _reserve(*, lines: Sequence[OrderLine], plan: MintPlan) -> None:
         codes = {ticket.item.pk: ticket.item.item_id for ticket in plan.planned_tickets()}
         when = claim.visit_date.isoformat()
         if claim.visit_time:
-            when += f" at {_hhmm(claim.visit_time)}"
+            when += f" at {hhmm(claim.visit_time)}"
         raise LineProblem(
             f"items[{index}]: {codes.get(claim.item_pk, claim.item_pk)} is sold out on {when} "
             f"({exceeded.remaining} left, {claim.quantity} requested)"

@@ -3,28 +3,19 @@ api/serializers.py): a 500-wallet order renders without per-field serializer ove
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
 from typing import Any
 
+from channel_manager.kernel.formats import hhmm, money, rfc3339
 from channel_manager.orders.models import Order
 from wallets.selectors import manifest_url
 
 CUSTOMER_FIELDS = ("firstName", "lastName", "email", "phone", "country", "language")
 
 
-def timestamp(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def hhmm(value: dt.time | None) -> str | None:
-    return value.strftime("%H:%M") if value is not None else None
 
 
-def money(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value:.2f}"
 
 
 def asset_dict(asset) -> dict[str, Any]:
@@ -73,8 +64,8 @@ def order_dict(order: Order) -> dict[str, Any]:
         "customer": None if customer is None else {f: customer.get(f) for f in CUSTOMER_FIELDS},
         "currency": order.currency,
         "totalAmount": money(order.total_amount),
-        "createdAt": timestamp(order.created_at),
-        "updatedAt": timestamp(order.updated_at),
+        "createdAt": rfc3339(order.created_at),
+        "updatedAt": rfc3339(order.updated_at),
         "items": [
             {
                 "lineNumber": line.line_number,

@@ -11,6 +11,7 @@ from django.db import IntegrityError
 from django.utils.dateparse import parse_datetime
 
 from channel_manager.kernel import partners
+from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.models import Partner
 
 PARTNER_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -35,8 +36,6 @@ def parse_rfc3339(value: str) -> dt.datetime:
     return parsed.astimezone(dt.UTC)
 
 
-def format_rfc3339(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def validate_partner_id(value: str) -> str:
@@ -96,7 +95,7 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"Created partner {partner.partner_id} ({partner.name}), "
-            f"active from {format_rfc3339(partner.active_from)}."
+            f"active from {rfc3339(partner.active_from)}."
         )
         self.stdout.write("API key (shown only now; store it safely):")
         self.stdout.write(raw_key)

@@ -1,26 +1,8 @@
 """`manage.py disable_partner PARTNER_ID`"""
 
-from __future__ import annotations
-
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-
-from channel_manager.kernel import partners
-from channel_manager.kernel.models import Partner
+from channel_manager.kernel.commands import SetPartnerEnabledCommand
 
 
-class Command(BaseCommand):
+class Command(SetPartnerEnabledCommand):
     help = "Switch a partnership off: its API requests answer 403 partnership_disabled."
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("partner_id", metavar="PARTNER_ID")
-
-    def handle(self, *args, partner_id: str, **options) -> None:
-        partner = Partner.objects.filter(partner_id=partner_id).first()
-        if partner is None:
-            raise CommandError(f"No partner with partnerId {partner_id!r}.")
-        was = partner.enabled
-        partners.set_partner_enabled(partner=partner, enabled=False)
-        if not was:
-            self.stdout.write(f"Partner {partner.partner_id} was already disabled.")
-        else:
-            self.stdout.write(f"Partner {partner.partner_id} disabled.")
+    enabled = False

@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import Problem, flatten_errors
 from channel_manager.management.commands.create_partner import PARTNER_ID_RE
@@ -18,7 +19,6 @@ from channel_manager.orders.api.serializers import ConfirmRequestSerializer, Ord
 from channel_manager.orders.api.views import order_input_from
 from channel_manager.orders.exports import DATE_FIELD_CHOICES, ExportFilters
 from channel_manager.orders.models import Order, OrderLine, OrderStatus
-from channel_manager.orders.presenters import hhmm
 from channel_manager.orders.services import OrderInput
 
 # --------------------------------------------------------------------------------------------

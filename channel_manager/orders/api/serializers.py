@@ -8,6 +8,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from channel_manager.kernel.api import ProblemSerializer, StrictCharField
 from channel_manager.orders.models import OrderStatus
 
 REFERENCE_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
@@ -35,17 +36,6 @@ class VisitTimeField(serializers.TimeField):
         if not isinstance(value, str):
             self.fail("invalid", format="HH:MM")
         return super().to_internal_value(value)
-
-
-class StrictCharField(serializers.CharField):
-    """A string field that refuses numbers and booleans instead of turning them into text."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        if "\x00" in data:
-            raise serializers.ValidationError("Must not contain NUL characters.")
-        return super().to_internal_value(data)
 
 
 class ReferenceField(StrictCharField):
@@ -221,3 +211,10 @@ class OrderSerializer(serializers.Serializer):
 class OrderPageSerializer(serializers.Serializer):
     results = OrderSerializer(many=True)
     next = serializers.URLField(allow_null=True)
+
+
+class OrderProblemSerializer(ProblemSerializer):
+    """The problem+json of the order operations, with the members some of their codes add."""
+
+    orderId = serializers.UUIDField(required=False, help_text="duplicate_order: the existing order.")
+    orderStatus = serializers.CharField(required=False, help_text="invalid_state: the order's status.")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +12,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channel_manager.kernel.api import IDEMPOTENCY_HEADER, parse_body, problem_responses
+from channel_manager.kernel.api import (
+    CURSOR_ERROR,
+    IDEMPOTENCY_HEADER,
+    BadCursor,
+    decode_cursor,
+    encode_cursor,
+    parse_body,
+    problem_responses,
+)
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import Problem, flatten_errors, validation_problem
 from channel_manager.orders import selectors, services
@@ -25,6 +31,11 @@ from channel_manager.orders.presenters import order_dict
 PAGE_SIZE = 50
 
 COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429)
+
+
+def order_problems(*codes: int) -> dict:
+    """The documented problem answers of an order operation (with orderId / orderStatus)."""
+    return problem_responses(*codes, serializer=s.OrderProblemSerializer)
 
 
 def order_input_from(data: dict[str, Any]) -> services.OrderInput:
@@ -87,7 +98,7 @@ class OrderCollectionView(PartnerAPIView):
         summary="Submit an order",
         request=s.OrderRequestSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={202: s.OrderSerializer, **problem_responses(*COMMON_ERRORS)},
+        responses={202: s.OrderSerializer, **order_problems(*COMMON_ERRORS)},
         description="Accepts the order as Submitted and returns at once; issuance runs in the background. "
         "A second submission of the same (partnerId, sellToOrderReference) answers 400 duplicate_order "
         "with the existing orderId.",
@@ -111,7 +122,7 @@ class OrderCollectionView(PartnerAPIView):
             OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's `next`."),
             OpenApiParameter("limit", OpenApiTypes.INT, description=f"Page size, 1–100 (default {PAGE_SIZE})."),
         ],
-        responses={200: s.OrderPageSerializer, **problem_responses(400, 401, 403, 429)},
+        responses={200: s.OrderPageSerializer, **order_problems(400, 401, 403, 429)},
     )
     def get(self, request: Request) -> Response:
         query = s.FindOrdersQuerySerializer(data=request.query_params)
@@ -126,37 +137,35 @@ class OrderCollectionView(PartnerAPIView):
             updated_since=params.get("updatedSince"),
         )
         if "cursor" in params:
-            queryset = queryset.filter(id__lt=decode_cursor(params["cursor"]))
+            queryset = queryset.filter(id__lt=decode_order_cursor(params["cursor"]))
         page = list(selectors.orders_with_contents(queryset)[: limit + 1])
         next_url = None
         if len(page) > limit:
             page = page[:limit]
             query_params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-            query_params["cursor"] = encode_cursor(page[-1].pk)
+            query_params["cursor"] = encode_cursor(ORDER_CURSOR, page[-1].pk)
             next_url = request.build_absolute_uri(request.path) + "?" + urlencode(query_params)
         return Response({"results": [order_dict(o) for o in page], "next": next_url})
 
 
-def encode_cursor(pk: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{pk}".encode()).decode().rstrip("=")
+ORDER_CURSOR = "o"
 
 
-def decode_cursor(cursor: str) -> int:
+def decode_order_cursor(cursor: str) -> int:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        if kind != "o" or not value.isdigit():
-            raise ValueError(cursor)
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise validation_problem([{"field": "cursor", "message": "Not a cursor this API returned."}]) from None
+        (pk,) = decode_cursor(cursor, ORDER_CURSOR, 1)
+        if not pk.isdigit():
+            raise BadCursor(cursor)
+        return int(pk)
+    except BadCursor:
+        raise validation_problem([CURSOR_ERROR]) from None
 
 
 class OrderDetailView(PartnerAPIView):
     @extend_schema(
         operation_id="getOrder",
         summary="Get an order",
-        responses={200: s.OrderSerializer, **problem_responses(401, 403, 404, 429)},
+        responses={200: s.OrderSerializer, **order_problems(401, 403, 404, 429)},
     )
     def get(self, request: Request, orderId: str) -> Response:
         return Response(order_dict(self.get_order(orderId, with_contents=True)))
@@ -166,7 +175,7 @@ class OrderDetailView(PartnerAPIView):
         summary="Replace a Draft or Error order's contents and re-issue it",
         request=s.ReplaceOrderRequestSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={202: s.OrderSerializer, **problem_responses(*COMMON_ERRORS, 404, 409)},
+        responses={202: s.OrderSerializer, **order_problems(*COMMON_ERRORS, 404, 409)},
         description="Only in Draft or Error (else 409 invalid_state). Identity fields (orderId, partnerId, "
         "sellToOrderReference, buyFromOrderReference) may be sent but must match. Destroys every wallet "
         "of the order and re-issues.",
@@ -199,7 +208,7 @@ class OrderDetailView(PartnerAPIView):
         responses={
             200: OpenApiResponse(s.OrderSerializer, description="Issued → Cancelled, or already Cancelled."),
             204: OpenApiResponse(description="Draft or Error order deleted; its partner reference is free."),
-            **problem_responses(400, 401, 403, 404, 409, 422, 429),
+            **order_problems(400, 401, 403, 404, 409, 422, 429),
         },
     )
     def delete(self, request: Request, orderId: str) -> Response:
@@ -216,7 +225,7 @@ class OrderConfirmView(PartnerAPIView):
         summary="Confirm a Draft order with its paymentReference",
         request=s.ConfirmRequestSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={200: s.OrderSerializer, **problem_responses(*COMMON_ERRORS, 404, 409)},
+        responses={200: s.OrderSerializer, **order_problems(*COMMON_ERRORS, 404, 409)},
         examples=[OpenApiExample("confirm", value={"paymentReference": "PAY-77812"}, request_only=True)],
         description="Draft → Issued. On an Issued order a no-op that returns the order unchanged.",
     )
