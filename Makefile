@@ -1,6 +1,6 @@
 # make run   - set up .venv, migrate, load the demo catalog and partner, serve on 127.0.0.1:$(PORT)
 # make test  - run the whole test suite against a throwaway PostgreSQL (.ci/with-postgres)
-# make lint  - ruff
+# make lint  - ruff, and lint-imports (the layer contracts in pyproject.toml)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -17,7 +17,7 @@ export PORT
 help:
 	@echo "make run    serve the API and the issuance workers on http://127.0.0.1:$(PORT) (demo data)"
 	@echo "make test   run the test suite against a throwaway PostgreSQL (PYTEST_ARGS=... to select)"
-	@echo "make lint   ruff check"
+	@echo "make lint   ruff check and the import-linter layer contracts"
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is needed (python3.11 not found)" >&2; exit 1; }
@@ -44,6 +44,7 @@ test: venv browser
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # make bench   - throughput/latency of intake and issuance on a throwaway PostgreSQL (bench/README.md);
 #                figures also in bench/out/latest.txt. BENCH_ARGS="--e2e-rate 200" passes options.

@@ -7,7 +7,10 @@ class ChannelManagerConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from channel_manager.kernel.logs import register_subject_field
         from channel_manager.kernel.metrics import add_scrape_collector
         from channel_manager.ops.collectors import DatabaseCollector
 
         add_scrape_collector(DatabaseCollector())
+        # Log lines say which order they are about (in requests, from the route's orderId).
+        register_subject_field("order_id", url_kwarg="orderId")

@@ -126,6 +126,8 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 MAX_WALLETS_PER_ORDER = env_int("MAX_WALLETS_PER_ORDER", 500)
+# The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
+PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/")
 IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 48)
 # A request holding an Idempotency-Key longer than this is presumed dead and may be taken over.
 IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 60)

@@ -1,18 +1,17 @@
+"""The URLs of the whole product: each app's API, the customer pages, the admin and operations."""
+
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from channel_manager.kernel import metrics
 from channel_manager.ops import health
-from channel_manager.orders.api import views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    path("channelManager", views.OrderCollectionView.as_view(), name="orders"),
-    path("channelManager/<str:orderId>", views.OrderDetailView.as_view(), name="order-detail"),
-    path("channelManager/<str:orderId>/confirm", views.OrderConfirmView.as_view(), name="order-confirm"),
+    path("", include("channel_manager.orders.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("notifications/", include("notifications.urls")),

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from channel_manager.kernel.logs import register_operations
 from notifications import views
 
 urlpatterns = [
@@ -9,3 +10,10 @@ urlpatterns = [
     ),
     path("events", views.EventCollectionView.as_view(), name="notification-events"),
 ]
+
+register_operations({
+    ("notification-subscriptions", "POST"): "createSubscription",
+    ("notification-subscriptions", "GET"): "listSubscriptions",
+    ("notification-subscription", "DELETE"): "deleteSubscription",
+    ("notification-events", "GET"): "listEvents",
+})

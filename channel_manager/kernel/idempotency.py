@@ -23,12 +23,12 @@ from channel_manager.kernel.problems import problem_response, unavailable
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
-API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/")
 REPLAYED_HEADERS = ("Content-Type", "Location")
 
 
 def is_partner_api(path: str) -> bool:
-    return path.startswith(API_PREFIXES)
+    """A path of the partner API (settings.PARTNER_API_PREFIXES): JSON bodies, problem+json, keys."""
+    return path.startswith(settings.PARTNER_API_PREFIXES)
 
 
 def request_hash(request: HttpRequest) -> str:

@@ -1,5 +1,6 @@
-"""Structured logs: one JSON object per line, with the request id and the partner, order and
-operation a line is about; the request id travels from an API request into the tasks it causes.
+"""Structured logs: one JSON object per line, with the request id, the partner, the operation and
+the subject a line is about (apps register subject fields, e.g. the order); the request id
+travels from an API request into the tasks it causes.
 
 - `RequestContextMiddleware` (first in MIDDLEWARE) takes `X-Request-Id` from the request when it
   is 1–128 characters of `A-Z a-z 0-9 . _ : -` (else makes a uuid4 hex), keeps it in a context
@@ -41,26 +42,32 @@ ACCESS_LOGGER = "channel_manager.access"
 # Probes and scrapes are frequent and say nothing; their outcome shows in the metrics.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
-# url_name + method → the OpenAPI operationId (tests/test_ops_metrics.py checks it against the
-# schema). Routes outside the contract keep their url_name.
-OPERATIONS: dict[tuple[str, str], str] = {
-    ("orders", "POST"): "createOrder",
-    ("orders", "GET"): "findOrders",
-    ("order-detail", "GET"): "getOrder",
-    ("order-detail", "PUT"): "replaceOrder",
-    ("order-detail", "DELETE"): "deleteOrder",
-    ("order-confirm", "POST"): "confirmOrder",
-    ("notification-subscriptions", "POST"): "createSubscription",
-    ("notification-subscriptions", "GET"): "listSubscriptions",
-    ("notification-subscription", "DELETE"): "deleteSubscription",
-    ("notification-events", "GET"): "listEvents",
-    ("catalog-items", "GET"): "listCatalogItems",
-    ("catalog-availability", "GET"): "getAvailability",
-}
+# url_name + method → the OpenAPI operationId, as the apps register them (tests/test_ops_metrics.py
+# checks it against the schema). Routes outside the contract keep their url_name.
+OPERATIONS: dict[tuple[str, str], str] = {}
 
 # Fields a record may carry (from the context or `extra=`), in the order they are written.
-CONTEXT_FIELDS = ("request_id", "partner_id", "order_id", "operation", "duration_ms")
+CONTEXT_FIELDS: tuple[str, ...] = ("request_id", "partner_id", "operation", "duration_ms")
 EXTRA_FIELDS = ("method", "path", "status", "task", "event_id", "delivery_id", "outcome", "result")
+# URL kwarg → context field, filled from the request's route (e.g. orderId → order_id).
+URL_FIELDS: dict[str, str] = {}
+
+
+def register_operations(operations: dict[tuple[str, str], str]) -> None:
+    """An app names its routes' operations: {(url_name, method): operationId}."""
+    OPERATIONS.update(operations)
+
+
+def register_subject_field(field: str, *, url_kwarg: str | None = None) -> None:
+    """An app adds a context field that says what a line is about (written after the partner),
+    optionally taken from a URL kwarg of the request's route."""
+    global CONTEXT_FIELDS
+    if field not in CONTEXT_FIELDS:
+        at = CONTEXT_FIELDS.index("operation")
+        CONTEXT_FIELDS = (*CONTEXT_FIELDS[:at], field, *CONTEXT_FIELDS[at:])
+    if url_kwarg is not None:
+        URL_FIELDS[url_kwarg] = field
+
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("cm_log_context", default=None)
 
@@ -168,9 +175,9 @@ def partner_of(request: HttpRequest) -> str | None:
     return partner_id if isinstance(partner_id, str) else None
 
 
-def order_of(request: HttpRequest) -> str | None:
+def url_field_of(request: HttpRequest, kwarg: str) -> str | None:
     match = getattr(request, "resolver_match", None)
-    value = match.kwargs.get("orderId") if match is not None else None
+    value = match.kwargs.get(kwarg) if match is not None else None
     return value if isinstance(value, str) and len(value) <= 64 else None
 
 
@@ -205,20 +212,21 @@ class RequestContextMiddleware:
 
 
 class ContextFilter(logging.Filter):
-    """Copies the context (request id, partner, order, operation) onto every record; fields given
+    """Copies the context (request id, partner, subject, operation) onto every record; fields given
     with `extra=` win. Put it on the handler, so that records of every logger get it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = _context.get() or {}
         request = context.get("_request")
+        url_kwargs = {field: kwarg for kwarg, field in URL_FIELDS.items()}
         for name in CONTEXT_FIELDS:
             if getattr(record, name, None) is None:
                 value = context.get(name)
                 if value is None and request is not None:
                     if name == "partner_id":
                         value = partner_of(request)
-                    elif name == "order_id":
-                        value = order_of(request)
+                    elif name in url_kwargs:
+                        value = url_field_of(request, url_kwargs[name])
                 setattr(record, name, value)
         return True
 
