@@ -222,11 +222,15 @@ class Child:
         self.log_path.unlink(missing_ok=True)
 
 
-def gunicorn_argv(port: int, workers: int | None = None, threads: int = 2) -> list[str]:
-    """How production serves it: channel_manager.wsgi behind gunicorn, 2 workers per core."""
+PRODUCT_WSGI = "channel_manager.wsgi"
+
+
+def gunicorn_argv(port: int, workers: int | None = None, threads: int = 2, app: str = PRODUCT_WSGI) -> list[str]:
+    """How production serves it: channel_manager.wsgi behind gunicorn, 2 workers per core. `app`
+    names another WSGI module served the same way (the benchmark's floor, bench/floor)."""
     extra = shlex.split(os.environ.get("BENCH_GUNICORN_ARGS", ""))
     return [
-        PY, "-m", "gunicorn", "channel_manager.wsgi",
+        PY, "-m", "gunicorn", app,
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers or 2 * CORES),
         "--threads", str(threads),
@@ -236,8 +240,9 @@ def gunicorn_argv(port: int, workers: int | None = None, threads: int = 2) -> li
     ]
 
 
-def start_gunicorn(port: int, env: dict[str, str], workers: int | None = None, threads: int = 2) -> Child:
-    child = Child("gunicorn", gunicorn_argv(port, workers, threads), env)
+def start_gunicorn(port: int, env: dict[str, str], workers: int | None = None, threads: int = 2,
+                   app: str = PRODUCT_WSGI) -> Child:
+    child = Child("gunicorn", gunicorn_argv(port, workers, threads, app), env)
     deadline = time.monotonic() + 60
     while not port_answers(port):
         if not child.alive():

@@ -1,0 +1,7 @@
+"""One route: POST /floor."""
+
+from django.urls import path
+
+from bench.floor.views import FloorView
+
+urlpatterns = [path("floor", FloorView.as_view())]
