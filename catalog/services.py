@@ -24,6 +24,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from catalog.models import Capacity, Item
+from channel_manager.kernel.errors import Conflict
 
 CapacityKey = tuple[int, dt.date, dt.time | None]
 
@@ -40,13 +41,15 @@ class CapacityClaim:
         return (self.item_pk, self.visit_date, self.visit_time)
 
 
-class CapacityExceeded(Exception):
-    """A claim asked for more than is left.
+class CapacityExceeded(Conflict):
+    """A claim asked for more than is left (a domain error: the places are not there now).
 
     `claim` is the caller's claim at which the total for its (item, date, slot) first went over;
     `capacity` is that row's capacity and `remaining` what was left for this claim (after the
     row's sold count and any earlier claims of the same call on the same row).
     """
+
+    code = "capacity_exceeded"
 
     def __init__(self, *, claim: CapacityClaim, capacity: int, remaining: int) -> None:
         self.claim = claim

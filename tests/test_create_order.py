@@ -265,10 +265,10 @@ def test_create_costs_a_fixed_number_of_queries_whatever_the_wallet_count(
     client, catalog, django_assert_max_num_queries
 ):
     post(client, order_body())  # warm the per-process catalog snapshot
-    # The API key, then the order, its lines, its wallet shells and its history, the queue row,
-    # Scheduled and its history (inside the test's transaction, as a savepoint: two more
-    # statements): nothing read back.
-    with django_assert_max_num_queries(10) as small:
+    # The API key, then the order (already Scheduled), its two history rows in one INSERT, the
+    # queue row, its lines and its wallet shells (inside the test's transaction, as a
+    # savepoint: two more statements): nothing read back.
+    with django_assert_max_num_queries(8) as small:
         assert post(client, order_body(items=[line(quantity=1)])).status_code == 202
     with django_assert_max_num_queries(len(small.captured_queries)) as large:
         assert post(client, order_body(items=[line(quantity=250), line("PARK-AND-SHOW", 250)])).status_code == 202

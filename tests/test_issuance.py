@@ -276,7 +276,7 @@ def test_a_scheduled_order_is_issued_too(partner, catalog, day, django_capture_o
         order = submit(partner, ln("DAY-ADULT", 1, day))
     order.refresh_from_db()
     assert order.status == OrderStatus.SCHEDULED
-    assert OrmQ.objects.count() == 1  # enqueue_issuance queued the task
+    assert OrmQ.objects.count() == 1  # scheduling.submit queued the task
 
     assert issue(order).status == OrderStatus.ISSUED
 

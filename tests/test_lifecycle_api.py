@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from catalog.models import Capacity
-from channel_manager.kernel.problems import Problem
+from channel_manager.kernel.errors import NOT_FOUND
+from channel_manager.orders.errors import OrderNotFound
 from channel_manager.orders.issuance import issue_order
 from channel_manager.orders.models import Order, OrderStatus
 from tests.payloads import line, order_body, visit_date
@@ -251,6 +252,6 @@ def test_an_order_deleted_by_a_concurrent_call_answers_404_not_500(client, catal
         lambda: services.delete_order(order=stale),
         lambda: services.confirm_order(order=stale, payment_reference="P"),
     ):
-        with pytest.raises(Problem) as caught:
+        with pytest.raises(OrderNotFound) as caught:
             call()
-        assert (caught.value.status_code, caught.value.code) == (404, "not_found")
+        assert (caught.value.kind, caught.value.code) == (NOT_FOUND, "not_found")

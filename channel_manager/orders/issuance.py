@@ -33,11 +33,10 @@ from catalog.selectors import items_by_code, venue_today
 from catalog.services import CapacityClaim, CapacityExceeded, reserve_capacity
 from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.logs import add_log_context
-from channel_manager.orders import metrics
+from channel_manager.orders import metrics, state
 from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, can_transition
 from channel_manager.orders.presenters import order_dict
 from channel_manager.orders.selectors import orders_with_contents
-from channel_manager.orders.services import record_status
 from notifications.services import publish_event
 from wallets.services import MintPlan, component_visits, is_timed, mint, plan_mint
 
@@ -87,23 +86,21 @@ def _start(order_pk: int) -> bool:
         order = Order.objects.select_for_update().filter(pk=order_pk).first()
         if order is None or order.status not in IN_FLIGHT:
             return False
-        from_status = order.status
-        if from_status != OrderStatus.PROCESSING:
-            if not can_transition(from_status, OrderStatus.PROCESSING):
-                return False
-            order.status = OrderStatus.PROCESSING
-        else:
+        if order.status == OrderStatus.PROCESSING:
             # A retried task or a duplicate: the previous run died in step 2 (or is still
             # there, holding the lock; step 2 then waits for it and finds the order settled).
             logger.warning("order %s: issuance restarts while Processing", order_pk)
+            order.issuance_attempts += 1
+            order.updated_at = timezone.now()
+            order.save(update_fields=["issuance_attempts", "updated_at"])
+            return True
+        if not can_transition(order.status, OrderStatus.PROCESSING):
+            return False
         order.issuance_attempts += 1
-        order.updated_at = timezone.now()
-        order.save(update_fields=["status", "issuance_attempts", "updated_at"])
-        if from_status != OrderStatus.PROCESSING:
-            record_status(
-                order=order, from_status=from_status, to_status=OrderStatus.PROCESSING, actor=ACTOR,
-                message=f"issuance attempt {order.issuance_attempts}",
-            )
+        state.transition(
+            order, OrderStatus.PROCESSING, actor=ACTOR, message=f"issuance attempt {order.issuance_attempts}",
+            also_save=["issuance_attempts"],
+        )
     return True
 
 
@@ -269,24 +266,16 @@ def _price(*, order: Order, lines: Sequence[OrderLine], items: dict[int, Item]) 
 def _settle(order: Order, to_status: str, message: str | None) -> str:
     """Processing → Draft, Issued or Error, with its history row and event, in the caller's
     transaction."""
-    from_status = order.status
-    if not can_transition(from_status, to_status):
-        raise RuntimeError(f"order {order.pk}: {from_status} → {to_status} is not a transition")
     now = timezone.now()
-    order.status = to_status
     order.status_message = message
-    order.updated_at = now
     if to_status == OrderStatus.ERROR:
         order.total_amount = None  # not priced: prices are set only on a successful issuance
-    fields = ["status", "status_message", "updated_at", "total_amount"]
+    fields = ["status_message", "total_amount"]
     if to_status == OrderStatus.ISSUED:
         order.issued_at = now
         fields.append("issued_at")
-    order.save(update_fields=fields)
-    record_status(
-        order=order, from_status=from_status, to_status=to_status, actor=ACTOR,
-        message=message or "",
-    )
+    # Refuses (InvalidState) a move the state machine does not have, before writing anything.
+    state.transition(order, to_status, actor=ACTOR, message=message or "", also_save=fields, at=now)
     fresh = orders_with_contents(Order.objects.filter(pk=order.pk)).get()
     publish_event(
         event_type=ORDER_PROCESSED,

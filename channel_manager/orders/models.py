@@ -23,10 +23,14 @@ class OrderStatus(models.TextChoices):
 IN_FLIGHT = frozenset({OrderStatus.SUBMITTED, OrderStatus.SCHEDULED, OrderStatus.PROCESSING})
 SETTLED = frozenset({OrderStatus.DRAFT, OrderStatus.ISSUED, OrderStatus.ERROR})
 
-# The state machine, declared once. Every service asks `can_transition` / `allowed`.
+# The state machine, declared once. channel_manager.orders.state, the one writer of
+# Order.status, checks every move against it; the services ask `operation_allowed`.
+INITIAL_STATUS = OrderStatus.SUBMITTED  # every order starts here (history: "" → Submitted)
+
 TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.SUBMITTED: frozenset({OrderStatus.SCHEDULED, OrderStatus.PROCESSING}),
-    OrderStatus.SCHEDULED: frozenset({OrderStatus.PROCESSING}),
+    # Scheduled -> Scheduled: the sweeper re-enqueues an order whose task was lost.
+    OrderStatus.SCHEDULED: frozenset({OrderStatus.PROCESSING, OrderStatus.SCHEDULED}),
     # Processing -> Scheduled: the sweeper re-enqueues an order whose worker died.
     OrderStatus.PROCESSING: frozenset(
         {OrderStatus.DRAFT, OrderStatus.ISSUED, OrderStatus.ERROR, OrderStatus.SCHEDULED}
@@ -50,8 +54,21 @@ def can_transition(from_status: str, to_status: str) -> bool:
     return to_status in TRANSITIONS[from_status]
 
 
+# The statuses in which an allowed operation is a no-op.
+NO_OP_STATUS: dict[str, str] = {"confirm": OrderStatus.ISSUED, "delete": OrderStatus.CANCELLED}
+
+
 def operation_allowed(operation: str, status: str) -> bool:
     return status in OPERATIONS[operation]
+
+
+def is_no_op(operation: str, status: str) -> bool:
+    return NO_OP_STATUS.get(operation) == status
+
+
+def operation_changes(operation: str, status: str) -> bool:
+    """Allowed and not a no-op: what the admin offers to do."""
+    return operation_allowed(operation, status) and not is_no_op(operation, status)
 
 
 class Order(models.Model):

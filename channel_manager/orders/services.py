@@ -4,7 +4,6 @@ these; each runs in one transaction and takes keyword arguments."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,17 +14,11 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.selectors import cached_items_by_code, get_venue, items_by_code, venue_today
 from catalog.services import release_capacity
+from channel_manager.kernel.errors import ValidationFailed
 from channel_manager.kernel.models import Partner
-from channel_manager.kernel.problems import Problem, validation_problem
-from channel_manager.orders.models import (
-    Order,
-    OrderLine,
-    OrderStatus,
-    OrderStatusChange,
-    can_transition,
-    operation_allowed,
-)
-from channel_manager.orders.scheduling import enqueue_issuance
+from channel_manager.orders import scheduling, state
+from channel_manager.orders.errors import DuplicateOrder, InvalidState, OrderNotFound, ReferenceInUse
+from channel_manager.orders.models import Order, OrderLine, OrderStatus, is_no_op, operation_allowed
 from wallets.models import Wallet
 from wallets.services import destroy_order_wallets
 
@@ -124,7 +117,7 @@ def _check_lines(lines: tuple[LineInput, ...], *, fresh: bool = False) -> dict[s
     if total_wallets > limit:
         error("items", f"The order would issue {total_wallets} wallets; at most {limit} are allowed.")
     if errors:
-        raise validation_problem(errors)
+        raise ValidationFailed(errors)
     return items
 
 
@@ -141,21 +134,10 @@ def _check_references_free(*, partner: Partner, lines: tuple[LineInput, ...], or
         taken = taken.exclude(order=order)
     in_use = sorted(taken.values_list("external_reference_number", flat=True))
     if in_use:
-        raise Problem(
-            400,
-            "reference_in_use",
+        raise ReferenceInUse(
             f"{', '.join(in_use)} {'is' if len(in_use) == 1 else 'are'} already on a live wallet of another order.",
             errors=[{"field": where[ref], "message": f"{ref} is already in use."} for ref in in_use],
         )
-
-
-def _duplicate_problem(order_id: uuid.UUID, reference: str) -> Problem:
-    return Problem(
-        400,
-        "duplicate_order",
-        f"An order with sellToOrderReference {reference} already exists; use replaceOrder to change it.",
-        extra={"orderId": str(order_id)},
-    )
 
 
 def _write_lines_and_wallets(*, order: Order, lines: tuple[LineInput, ...], items: dict[str, Item]) -> None:
@@ -197,19 +179,14 @@ def _write_lines_and_wallets(*, order: Order, lines: tuple[LineInput, ...], item
     order.live_wallets = wallet_rows
 
 
-def record_status(*, order: Order, from_status: str, to_status: str, actor: str, message: str = "") -> None:
-    OrderStatusChange.objects.create(
-        order=order, from_status=from_status, to_status=to_status, actor=actor, message=message
-    )
-
-
 def _partner_actor(partner: Partner) -> str:
     return f"partner:{partner.partner_id}"
 
 
 def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None = None) -> Order:
-    """Accept an order: validate it, persist it as Submitted with its wallet shells, and enqueue
-    issuance once the transaction commits.
+    """Accept an order: validate it, persist it with its wallet shells, and queue its issuance
+    in the same transaction. It is answered as accepted (Submitted); its row is already
+    Scheduled, and its history says both (channel_manager.orders.scheduling.submit).
 
     A duplicate partner reference or an external reference live elsewhere is caught by the
     database's unique constraints (which also settle concurrent submissions); only then do we
@@ -218,22 +195,16 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
     try:
         with transaction.atomic():
             now = timezone.now()
-            order = Order.objects.create(
+            order = Order(
                 partner=partner,
                 sell_to_order_reference=order_input.sell_to_order_reference,
-                status=OrderStatus.SUBMITTED,
                 payment_reference=order_input.payment_reference or None,
                 customer=order_input.customer,
                 currency=get_venue().currency,
                 created_at=now,
-                updated_at=now,
             )
+            scheduling.submit(order, actor=actor or _partner_actor(partner), at=now)
             _write_lines_and_wallets(order=order, lines=order_input.lines, items=items)
-            record_status(order=order, from_status="", to_status=OrderStatus.SUBMITTED,
-                          actor=actor or _partner_actor(partner))
-            # Queued (Scheduled) in the same transaction; the partner is answered with the
-            # order as it was accepted: Submitted.
-            enqueue_issuance(order.pk)
     except IntegrityError:
         existing = (
             Order.objects.filter(partner=partner, sell_to_order_reference=order_input.sell_to_order_reference)
@@ -241,7 +212,7 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
             .first()
         )
         if existing:
-            raise _duplicate_problem(existing, order_input.sell_to_order_reference) from None
+            raise DuplicateOrder(order_id=existing, reference=order_input.sell_to_order_reference) from None
         _check_references_free(partner=partner, lines=order_input.lines)
         _check_lines(order_input.lines, fresh=True)  # an item removed since the snapshot
         raise
@@ -249,31 +220,13 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
     return order
 
 
-def invalid_state(order: Order, operation: str) -> Problem:
-    return Problem(
-        409,
-        "invalid_state",
-        f"Cannot {operation} an order in status {order.status}.",
-        extra={"orderStatus": order.status},
-    )
-
-
 def _lock(order: Order) -> Order:
     """Re-read the order under a row lock: concurrent calls and the worker queue up behind it.
     A concurrent deleteOrder may have removed it meanwhile: then it is as absent as any other."""
     locked = Order.objects.select_for_update().select_related("partner").filter(pk=order.pk).first()
     if locked is None:
-        raise Problem(404, "not_found", "No such order.")
+        raise OrderNotFound()
     return locked
-
-
-def _transition(order: Order, to_status: str, *, actor: str, message: str = "") -> None:
-    from_status = order.status
-    if not can_transition(from_status, to_status):
-        raise invalid_state(order, f"move to {to_status}")
-    order.status = to_status
-    order.updated_at = timezone.now()
-    record_status(order=order, from_status=from_status, to_status=to_status, actor=actor, message=message)
 
 
 def _destroy_wallets(order: Order) -> None:
@@ -288,14 +241,23 @@ def confirm_order(*, order: Order, payment_reference: str, actor: str | None = N
     """Draft → Issued with the partner's paymentReference; on Issued a no-op."""
     order = _lock(order)
     if not operation_allowed("confirm", order.status):
-        raise invalid_state(order, "confirm")
-    if order.status == OrderStatus.ISSUED:
+        raise InvalidState(status=order.status, operation="confirm")
+    if is_no_op("confirm", order.status):
         return order
+    now = timezone.now()
     order.payment_reference = payment_reference
-    order.issued_at = timezone.now()
-    _transition(order, OrderStatus.ISSUED, actor=actor or _partner_actor(order.partner), message="confirmed")
-    order.save(update_fields=["payment_reference", "issued_at", "status", "updated_at"])
+    order.issued_at = now
+    state.transition(
+        order, OrderStatus.ISSUED, actor=actor or _partner_actor(order.partner), message="confirmed",
+        also_save=["payment_reference", "issued_at"], at=now,
+    )
     return order
+
+
+# What replace_order resets, written with the status in one UPDATE.
+REPLACED_FIELDS = (
+    "payment_reference", "customer", "status_message", "total_amount", "issued_at", "issuance_attempts",
+)
 
 
 def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = None) -> Order:
@@ -305,7 +267,7 @@ def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = 
     with transaction.atomic():
         order = _lock(order)
         if not operation_allowed("replace", order.status):
-            raise invalid_state(order, "replace")
+            raise InvalidState(status=order.status, operation="replace")
         _check_references_free(partner=order.partner, lines=order_input.lines, order=order)
         _destroy_wallets(order)
         order.lines.all().delete()
@@ -315,10 +277,12 @@ def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = 
         order.total_amount = None
         order.issued_at = None
         order.issuance_attempts = 0
-        _transition(order, OrderStatus.SUBMITTED, actor=actor or _partner_actor(order.partner), message="replaced")
-        order.save()
+        # Submitted and at once queued again (Scheduled); answered as Submitted.
+        scheduling.submit(
+            order, actor=actor or _partner_actor(order.partner), message="replaced",
+            also_save=REPLACED_FIELDS,
+        )
         _write_lines_and_wallets(order=order, lines=order_input.lines, items=items)
-        enqueue_issuance(order.pk)
     return order
 
 
@@ -328,15 +292,17 @@ def delete_order(*, order: Order, actor: str | None = None, reason: str = "") ->
     freeing the partner reference; Cancelled is a no-op. Returns the kept order or None."""
     order = _lock(order)
     if not operation_allowed("delete", order.status):
-        raise invalid_state(order, "delete")
-    if order.status == OrderStatus.CANCELLED:
+        raise InvalidState(status=order.status, operation="delete")
+    if is_no_op("delete", order.status):
         return order
     _destroy_wallets(order)
     if order.status == OrderStatus.ISSUED:
-        order.cancelled_at = timezone.now()
-        _transition(order, OrderStatus.CANCELLED, actor=actor or _partner_actor(order.partner),
-                    message=reason or "cancelled")
-        order.save(update_fields=["status", "updated_at", "cancelled_at"])
+        now = timezone.now()
+        order.cancelled_at = now
+        state.transition(
+            order, OrderStatus.CANCELLED, actor=actor or _partner_actor(order.partner),
+            message=reason or "cancelled", also_save=["cancelled_at"], at=now,
+        )
         return order
     order.delete()
     return None

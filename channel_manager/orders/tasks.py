@@ -12,8 +12,9 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from channel_manager.kernel.logs import task_context
+from channel_manager.orders import state
 from channel_manager.orders.issuance import issue_order
-from channel_manager.orders.models import IN_FLIGHT, Order, OrderStatus, OrderStatusChange
+from channel_manager.orders.models import IN_FLIGHT, Order, OrderStatus
 from channel_manager.orders.scheduling import enqueue_issuance, queue_issuance_task
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ def sweep_stuck_orders(*, limit: int = SWEEP_BATCH) -> int:
     minute as the django-q schedule "sweep-stuck-orders". Returns how many orders it re-enqueued.
 
     Submitted orders go through enqueue_issuance. Processing and Scheduled orders are moved
-    to (or kept in) Scheduled with a history row and a fresh updated_at, so that each is
+    to (or kept in) Scheduled with a history row and a fresh updated_at (one UPDATE and one
+    INSERT for the batch, channel_manager.orders.state.transition), so that each is
     re-enqueued at most once per ISSUANCE_STUCK_SECONDS. An order whose worker is still
     issuing it holds its row lock and is skipped (SKIP LOCKED). Duplicate tasks are harmless:
     issuance checks the status under the row lock and does nothing for a settled order.
@@ -51,31 +53,20 @@ def sweep_stuck_orders(*, limit: int = SWEEP_BATCH) -> int:
     if oldest_waiting is not None:
         stuck_filter &= ~Q(status=OrderStatus.SCHEDULED, updated_at__gte=oldest_waiting)
     with transaction.atomic():
+        # Only what the moves need: the key and the status.
         stuck = list(
             Order.objects.select_for_update(skip_locked=True)
             .filter(stuck_filter)
             .order_by("updated_at", "pk")
-            .values_list("pk", "status")[:limit]
+            .only("pk", "status")[:limit]
         )
-        submitted = [pk for pk, status in stuck if status == OrderStatus.SUBMITTED]
-        requeued = [(pk, status) for pk, status in stuck if status != OrderStatus.SUBMITTED]
-        if requeued:
-            now = timezone.now()
-            Order.objects.filter(pk__in=[pk for pk, _ in requeued]).update(
-                status=OrderStatus.SCHEDULED, updated_at=now
-            )
-            OrderStatusChange.objects.bulk_create(
-                OrderStatusChange(
-                    order_id=pk, from_status=status, to_status=OrderStatus.SCHEDULED, at=now,
-                    actor="sweeper", message="re-enqueued by sweeper",
-                )
-                for pk, status in requeued
-            )
+        submitted = [order for order in stuck if order.status == OrderStatus.SUBMITTED]
+        requeued = [order for order in stuck if order.status != OrderStatus.SUBMITTED]
+        state.transition(requeued, OrderStatus.SCHEDULED, actor="sweeper", message="re-enqueued by sweeper")
         # Queued in the same transaction as the moves (the queue is a table of this database).
-        for pk, _ in requeued:
-            queue_issuance_task(pk)
-        for pk in submitted:
-            enqueue_issuance(pk)
+        for order in requeued:
+            queue_issuance_task(order.pk)
+        enqueue_issuance(submitted)
     if stuck:
         logger.warning("sweeper re-enqueued %d stuck orders", len(stuck))
     return len(stuck)

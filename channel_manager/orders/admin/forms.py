@@ -11,9 +11,10 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from channel_manager.kernel.errors import DomainError
 from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.models import Partner
-from channel_manager.kernel.problems import Problem, flatten_errors
+from channel_manager.kernel.problems import flatten_errors
 from channel_manager.management.commands.create_partner import PARTNER_ID_RE
 from channel_manager.orders.api.serializers import ConfirmRequestSerializer, OrderRequestSerializer
 from channel_manager.orders.api.views import order_input_from
@@ -74,17 +75,14 @@ def same_content_input(order: Order) -> tuple[OrderInput | None, list[dict[str, 
     return parse_order_body(body)
 
 
-def problem_messages(problem: Problem) -> list[str]:
-    """A service's Problem as lines of text for a form."""
-    errors = getattr(problem, "errors", None) or []
-    if errors:
-        return [f"{e['field']}: {e['message']}" if e.get("field") else e["message"] for e in errors]
-    return [str(problem.detail)]
+def problem_messages(error: DomainError) -> list[str]:
+    """A service's refusal as lines of text for a form: one per offending field."""
+    return error.messages()
 
 
 class ProblemFormMixin:
-    def add_problem(self, problem: Problem) -> None:
-        for message in problem_messages(problem):
+    def add_problem(self, error: DomainError) -> None:
+        for message in problem_messages(error):
             self.add_error(None, message)
 
 

@@ -36,7 +36,7 @@ from channel_manager.kernel.admin import (
     log_action,
     staff_actor,
 )
-from channel_manager.kernel.problems import Problem
+from channel_manager.kernel.errors import DomainError, ValidationFailed
 from channel_manager.orders import services
 from channel_manager.orders.admin.exports import OrderExportMixin
 from channel_manager.orders.admin.forms import (
@@ -50,7 +50,9 @@ from channel_manager.orders.models import (
     Order,
     OrderLine,
     OrderStatus,
+    is_no_op,
     operation_allowed,
+    operation_changes,
     parse_buy_from_reference,
 )
 from channel_manager.orders.presenters import CUSTOMER_FIELDS
@@ -314,12 +316,9 @@ class OrderAdmin(OrderExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         tools = []
         if operation_allowed("replace", order.status) and self.has_reissue_permission(request, order):
             tools.append(("Re-issue…", reverse("admin:channel_manager_order_reissue", args=[order.pk])))
-        if order.status == OrderStatus.DRAFT and self.has_confirm_permission(request, order):
+        if operation_changes("confirm", order.status) and self.has_confirm_permission(request, order):
             tools.append(("Confirm…", reverse("admin:channel_manager_order_confirm", args=[order.pk])))
-        if (
-            order.status in (OrderStatus.DRAFT, OrderStatus.ERROR, OrderStatus.ISSUED)
-            and self.has_remove_permission(request, order)
-        ):
+        if operation_changes("delete", order.status) and self.has_remove_permission(request, order):
             label = "Cancel…" if order.status == OrderStatus.ISSUED else "Delete…"
             tools.append((label, reverse("admin:channel_manager_order_remove", args=[order.pk])))
         return tools
@@ -370,8 +369,8 @@ class OrderAdmin(OrderExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 services.replace_order(order=order, order_input=form.order_input, actor=staff_actor(request))
-            except Problem as problem:
-                form.add_problem(problem)
+            except DomainError as error:
+                form.add_problem(error)
             else:
                 log_action(request, order, CHANGE, "Re-issued (replace_order).")
                 self.message_user(
@@ -390,7 +389,7 @@ class OrderAdmin(OrderExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         order = self._order_or_404(request, object_id)
         if not self.has_confirm_permission(request, order):
             raise PermissionDenied
-        if order.status != OrderStatus.DRAFT:
+        if not operation_changes("confirm", order.status):
             return self._refuse(request, order, "confirm")
         form = ConfirmForm(request.POST or None, initial={"payment_reference": order.payment_reference or ""})
         if request.method == "POST" and form.is_valid():
@@ -398,8 +397,8 @@ class OrderAdmin(OrderExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 services.confirm_order(
                     order=order, payment_reference=form.cleaned_data["payment_reference"], actor=staff_actor(request)
                 )
-            except Problem as problem:
-                form.add_problem(problem)
+            except DomainError as error:
+                form.add_problem(error)
             else:
                 log_action(request, order, CHANGE, "Confirmed (confirm_order).")
                 self.message_user(request, f"{order.buy_from_order_reference} confirmed: Issued.", messages.SUCCESS)
@@ -414,14 +413,14 @@ class OrderAdmin(OrderExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         order = self._order_or_404(request, object_id)
         if not self.has_remove_permission(request, order):
             raise PermissionDenied
-        if order.status not in (OrderStatus.DRAFT, OrderStatus.ERROR, OrderStatus.ISSUED):
+        if not operation_changes("delete", order.status):
             return self._refuse(request, order, "delete")
         form = DeleteForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
                 kept = remove_order(request, order, form.cleaned_data["reason"])
-            except Problem as problem:
-                form.add_problem(problem)
+            except DomainError as error:
+                form.add_problem(error)
             else:
                 if kept is None:
                     self.message_user(request, f"{order.buy_from_order_reference} deleted.", messages.SUCCESS)
@@ -465,10 +464,10 @@ class OrderAdmin(OrderExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             order_input, errors = same_content_input(order)
             try:
                 if errors:
-                    raise Problem(400, "validation_error", "; ".join(f"{e['field']}: {e['message']}" for e in errors))
+                    raise ValidationFailed(errors)
                 services.replace_order(order=order, order_input=order_input, actor=staff_actor(request))
-            except Problem as problem:
-                failed.append(f"{order.buy_from_order_reference}: {problem.detail}")
+            except DomainError as error:
+                failed.append(f"{order.buy_from_order_reference}: {'; '.join(error.messages())}")
                 continue
             log_action(request, order, CHANGE, "Re-issued unchanged (replace_order).")
             done += 1
@@ -501,12 +500,14 @@ class OrderAdmin(OrderExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         reason = form.cleaned_data["reason"]
         deleted = cancelled = 0
         for order in orders:
-            if order.status == OrderStatus.CANCELLED:
+            if is_no_op("delete", order.status):
                 continue
             try:
                 kept = remove_order(request, order, reason)
-            except Problem as problem:
-                self.message_user(request, f"{order.buy_from_order_reference}: {problem.detail}", messages.ERROR)
+            except DomainError as error:
+                self.message_user(
+                    request, f"{order.buy_from_order_reference}: {'; '.join(error.messages())}", messages.ERROR
+                )
                 continue
             if kept is None:
                 deleted += 1
