@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from channel_manager.kernel.models import Partner
+
 
 def event_type_choices() -> list[tuple[str, str]]:
     """The event types partners may subscribe to, with what each announces. The outbox is told
@@ -23,7 +25,7 @@ def event_types() -> list[str]:
 
 class Subscription(models.Model):
     subscription_id = models.UUIDField("subscriptionId", default=uuid.uuid4, unique=True, editable=False)
-    partner = models.ForeignKey("channel_manager.Partner", on_delete=models.CASCADE, related_name="subscriptions")
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="subscriptions")
     event_type = models.CharField(max_length=64, choices=event_type_choices)
     url = models.URLField(max_length=2000)
     secret = models.CharField(max_length=128)
@@ -52,7 +54,7 @@ class DeliveryState(models.TextChoices):
 class Event(models.Model):
     event_id = models.UUIDField("eventId", default=uuid.uuid4, unique=True, editable=False)
     event_type = models.CharField(max_length=64)
-    partner = models.ForeignKey("channel_manager.Partner", on_delete=models.CASCADE, related_name="+")
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
     # What the event is about, as the publisher identifies it.
     subject_id = models.CharField(max_length=64, blank=True, db_index=True)
     payload = models.JSONField()
