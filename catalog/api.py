@@ -1,6 +1,6 @@
 """The partner catalog API: the items on sale and the capacity left. Parse, call, render.
 
-Partner authentication and problem+json errors are the project's DRF defaults (channel_manager);
+Partner authentication and problem+json errors are the project's DRF defaults (the kernel's);
 the reads themselves are in catalog.availability.
 """
 

@@ -166,7 +166,7 @@ def _entry(day: dt.date, visit_time: dt.time | None, capacity: int | None, remai
 
 
 def _sellable(item: Item, day: dt.date, today: dt.date) -> bool:
-    """What issuance checks before capacity (channel_manager.orders.issuance._check_sellable)."""
+    """What issuance checks before capacity (its _check_sellable; the catalog does not import it)."""
     return item.active and day >= today and item.on_sale(day)
 
 

@@ -13,18 +13,22 @@ slot is valid for a package component is for issuance to check (and to phrase) f
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
+from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from catalog.loading import CatalogInvalid, load_catalog
 from catalog.models import Capacity, Item
-from channel_manager.kernel.errors import Conflict
+from channel_manager.kernel.errors import Conflict, ValidationFailed
 
 CapacityKey = tuple[int, dt.date, dt.time | None]
 
@@ -199,3 +203,44 @@ def release_capacity(*, claims: Iterable[CapacityClaim]) -> None:
         return
     rows = _lock_rows(sorted(totals, key=_sort_key))
     _add_to_sold(rows, {key: -qty for key, qty in totals.items() if key in rows})
+
+
+# --------------------------------------------------------------------------------------------
+# Staff edits (the admin): one item, or the venue, under the catalog file's rules
+# --------------------------------------------------------------------------------------------
+
+
+def save_item(*, item: dict[str, Any], today: dt.date | None = None) -> tuple[Item, list[str]]:
+    """Create or update one item with its time slots, package components and coupons, given as
+    the catalog file gives an item (API.md, "Catalog file"), under the file's rules: a package
+    component is a ticket, an item packages use stays a ticket, capacity only where it belongs.
+    A changed capacity is carried over to the capacity rows from the venue's today on, never
+    below what they sold (each such row is named in the warnings returned).
+
+    Raises ValidationFailed with one error per problem, its field a path inside the item
+    (`components[0].itemId`); then nothing changed."""
+    try:
+        result = load_catalog(text=json.dumps({"items": [item]}, cls=DjangoJSONEncoder), today=today)
+    except CatalogInvalid as error:
+        raise ValidationFailed([_problem(line, prefix="items[0]") for line in error.problems]) from None
+    return Item.objects.get(item_id=item["itemId"]), result.warnings
+
+
+def save_venue(*, name: str, time_zone: str, currency: str) -> None:
+    """Create the venue row or change it, under the catalog file's rules (an IANA time zone, an
+    ISO 4217 currency); ValidationFailed naming each problem otherwise."""
+    document = {"venue": {"name": name, "timeZone": time_zone, "currency": currency}, "items": []}
+    try:
+        load_catalog(text=json.dumps(document))
+    except CatalogInvalid as error:
+        raise ValidationFailed([_problem(line, prefix="venue") for line in error.problems]) from None
+
+
+def _problem(line: str, *, prefix: str) -> dict[str, str]:
+    """A loader problem ("items[0].price: must be ...") as an error on a path inside the thing."""
+    path, _, message = line.partition(": ")
+    if path == prefix:
+        path = ""
+    elif path.startswith(prefix + "."):
+        path = path[len(prefix) + 1:]
+    return {"field": "" if path == "$" else path, "message": message}

@@ -37,6 +37,14 @@ ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,1
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 VENUE_TIME_ZONE = os.environ.get("VENUE_TIME_ZONE", "Europe/Amsterdam")
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+# notifications is a generic outbox: it is told here which event types partners may subscribe
+# to (type -> what it announces), and how its partner API names what an event is about (API.md).
+NOTIFICATION_EVENT_TYPES = {"ota_cm_order_processed": "An order settled into Draft, Issued or Error"}
+NOTIFICATION_SUBJECT = {
+    "field": "orderId",
+    "description": "The order the event is about.",
+    "data": '{"order": <Order>}',  # what a webhook's "data" holds, for the API description
+}
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -10,38 +10,64 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html
 
-from channel_manager.kernel.admin import ReadOnlyAdminMixin
+from channel_manager.kernel.admin import ReadOnlyAdminMixin, staff_actor
+from channel_manager.kernel.errors import DomainError
 from notifications import services
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
-from notifications.signing import new_secret
-from notifications.targets import UnsafeTarget, check_target
+
+# The service's field names (the partner API's) -> the admin form's.
+FORM_FIELDS = {"eventType": "event_type", "url": "url", "": None}
 
 
 def can_redeliver(request) -> bool:
     return request.user.has_perm("notifications.change_delivery")
 
 
+def add_service_error(form: forms.Form, error: DomainError) -> None:
+    """Show a service's refusal on the form, on the field it names where the form has it."""
+    for problem in error.errors or [{"field": "", "message": error.message}]:
+        field = FORM_FIELDS.get(problem.get("field", ""))
+        form.add_error(field if field in form.fields else None, problem["message"])
+
+
 class SubscriptionAdminForm(forms.ModelForm):
+    """Staff add and change subscriptions under the rules the partner API has: the form asks the
+    services first (for a friendly error), and saving goes through them (the guarantee)."""
+
     url = forms.URLField(max_length=2000, assume_scheme="https")
+    switch_off_reason = forms.CharField(
+        max_length=200, required=False, help_text="When switching it off: why (kept with who did it)."
+    )
 
     class Meta:
         model = Subscription
         fields = ["partner", "event_type", "url", "active"]
 
-    def clean_url(self) -> str:
-        url = self.cleaned_data["url"]
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors:
+            return data
         try:
-            check_target(url)
-        except UnsafeTarget as error:
-            raise forms.ValidationError(str(error)) from None
-        return url
+            if self.instance.pk is None:
+                services.check_subscription(
+                    partner_pk=data["partner"].pk, event_type=data["event_type"], url=data["url"]
+                )
+            elif "url" in self.changed_data:
+                services.check_subscription_url(url=data["url"])
+        except DomainError as error:
+            add_service_error(self, error)
+        return data
 
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    """Every add, change, switch and delete goes through notifications.services: the limit per
+    partner, the URL check, generated secrets and soft delete hold for staff as for partners."""
+
     form = SubscriptionAdminForm
-    list_display = ["subscription_id", "partner", "event_type", "url", "active", "disabled_reason", "created_at"]
-    list_filter = ["active", "event_type", "partner"]
+    list_display = ["subscription_id", "partner", "event_type", "url", "active", "disabled_reason", "created_at",
+                    "deleted_at"]
+    list_filter = ["active", "event_type", "partner", ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["url", "subscription_id", "partner__partner_id"]
     list_select_related = ["partner"]
     readonly_fields = ["subscription_id", "secret", "created_at", "disabled_reason", "deleted_at"]
@@ -49,39 +75,62 @@ class SubscriptionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
 
     def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "partner"] if obj else self.readonly_fields
+        return [*self.readonly_fields, "partner", "event_type"] if obj else self.readonly_fields
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["partner", "event_type", "url", "active"]
-        return ["subscription_id", "partner", "event_type", "url", "active", "disabled_reason", "secret",
-                "created_at", "deleted_at"]
+        return ["subscription_id", "partner", "event_type", "url", "active", "switch_off_reason", "disabled_reason",
+                "secret", "created_at", "deleted_at"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # A deleted subscription is history: viewable, never switched on or edited again.
+        return super().has_change_permission(request, obj) and not (obj and obj.deleted_at)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and not (obj and obj.deleted_at)
 
     def save_model(self, request, obj, form, change):
-        if not obj.secret:
-            obj.secret = new_secret()
-        switched_off = change and "active" in form.changed_data and not obj.active
-        switched_on = change and "active" in form.changed_data and obj.active
-        if switched_on:
-            obj.disabled_reason = ""
+        data = form.cleaned_data
         with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            if switched_off:
-                services.disable_subscription(subscription_pk=obj.pk, reason=f"switched off by {request.user}")
+            if not change:
+                created = services.create_subscription(
+                    partner=data["partner"], event_type=data["event_type"], url=data["url"]
+                )
+                # The admin goes on with (logs, redirects to) the row the service made.
+                for field in Subscription._meta.concrete_fields:
+                    setattr(obj, field.attname, getattr(created, field.attname))
+                obj._state.adding = False
+                if not data.get("active", True):
+                    services.switch_off_subscription(subscription_pk=obj.pk, staff=staff_actor(request))
+                return
+            if "url" in form.changed_data:
+                services.change_subscription_url(subscription_pk=obj.pk, url=data["url"])
+            if "active" in form.changed_data:
+                if data["active"]:
+                    services.enable_subscription(subscription_pk=obj.pk)
+                else:
+                    services.switch_off_subscription(
+                        subscription_pk=obj.pk, staff=staff_actor(request), reason=data.get("switch_off_reason", "")
+                    )
+
+    def get_deleted_objects(self, objs, request):
+        # Deleting is a soft delete (the deliveries and their history stay), so the confirmation
+        # lists the subscriptions only and needs no permission on deliveries.
+        objs = list(objs)
+        return [str(obj) for obj in objs], {Subscription._meta.verbose_name_plural: len(objs)}, set(), []
 
     def delete_model(self, request, obj):
-        self.delete_queryset(request, Subscription.objects.filter(pk=obj.pk))
+        services.delete_subscription_as_staff(subscription_pk=obj.pk, staff=staff_actor(request))
 
     def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            event_pks = list(Delivery.objects.filter(subscription__in=queryset).values_list("event_id", flat=True))
-            queryset.delete()
-            services.refresh_event_states(event_pks=event_pks)
+        for pk in queryset.values_list("pk", flat=True):
+            services.delete_subscription_as_staff(subscription_pk=pk, staff=staff_actor(request))
 
     @admin.action(description="Switch off (pending deliveries fail)", permissions=["change"])
     def switch_off(self, request, queryset):
-        for pk in queryset.filter(active=True).values_list("pk", flat=True):
-            services.disable_subscription(subscription_pk=pk, reason=f"switched off by {request.user}")
+        for pk in queryset.filter(active=True, deleted_at__isnull=True).values_list("pk", flat=True):
+            services.switch_off_subscription(subscription_pk=pk, staff=staff_actor(request))
         self.message_user(request, "Switched off.", messages.SUCCESS)
 
     @admin.action(description="Switch on", permissions=["change"])

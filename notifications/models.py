@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from channel_manager.kernel.models import Partner
 
-class EventType(models.TextChoices):
-    """The event types partners may subscribe to."""
 
-    ORDER_PROCESSED = "ota_cm_order_processed", "An order settled into Draft, Issued or Error"
+def event_type_choices() -> list[tuple[str, str]]:
+    """The event types partners may subscribe to, with what each announces. The outbox is told
+    them (settings.NOTIFICATION_EVENT_TYPES) by the apps that publish events."""
+    return list(getattr(settings, "NOTIFICATION_EVENT_TYPES", {}).items())
+
+
+def event_types() -> list[str]:
+    """The names of the event types partners may subscribe to."""
+    return [name for name, _ in event_type_choices()]
 
 
 class Subscription(models.Model):
     subscription_id = models.UUIDField("subscriptionId", default=uuid.uuid4, unique=True, editable=False)
-    partner = models.ForeignKey("channel_manager.Partner", on_delete=models.CASCADE, related_name="subscriptions")
-    event_type = models.CharField(max_length=64, choices=EventType.choices)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="subscriptions")
+    event_type = models.CharField(max_length=64, choices=event_type_choices)
     url = models.URLField(max_length=2000)
     secret = models.CharField(max_length=128)
     active = models.BooleanField(default=True)
@@ -46,8 +54,8 @@ class DeliveryState(models.TextChoices):
 class Event(models.Model):
     event_id = models.UUIDField("eventId", default=uuid.uuid4, unique=True, editable=False)
     event_type = models.CharField(max_length=64)
-    partner = models.ForeignKey("channel_manager.Partner", on_delete=models.CASCADE, related_name="+")
-    # What the event is about (an order's id, for ota_cm_order_processed).
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    # What the event is about, as the publisher identifies it.
     subject_id = models.CharField(max_length=64, blank=True, db_index=True)
     payload = models.JSONField()
     # The exact JSON document POSTed to receivers, serialized once when the event is published:

@@ -17,11 +17,11 @@ from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from channel_manager.kernel.errors import NotFound, ValidationFailed
 from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.logs import request_id_kwargs
 from channel_manager.kernel.models import Partner
-from channel_manager.kernel.problems import Problem, validation_problem
-from notifications.models import Delivery, DeliveryState, Event, EventType, Subscription
+from notifications.models import Delivery, DeliveryState, Event, Subscription, event_types
 from notifications.signing import new_secret
 from notifications.targets import UnsafeTarget, check_target
 
@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 DELIVER_EVENT_TASK = "notifications.tasks.deliver_event_task"
 TASK_GROUP = "webhooks"
 DEFAULT_MAX_SUBSCRIPTIONS = 20
-
-
 
 
 def event_body(*, event_id: uuid.UUID, event_type: str, created_at: dt.datetime, payload: dict[str, Any]) -> str:
@@ -103,23 +101,46 @@ def enqueue_delivery(event_pk: int) -> None:
 
 
 def create_subscription(*, partner: Partner, event_type: str, url: str) -> Subscription:
-    """A new active subscription with a fresh secret. The URL must be a webhook target we may
-    send to (see notifications.targets), else 400 validation_error on `url`."""
-    if event_type not in EventType.values:
-        raise validation_problem([{"field": "eventType", "message": f"Must be one of: {', '.join(EventType.values)}."}])
-    try:
-        check_target(url)
-    except UnsafeTarget as error:
-        raise validation_problem([{"field": "url", "message": str(error)}]) from None
-    limit = getattr(settings, "WEBHOOK_MAX_SUBSCRIPTIONS", DEFAULT_MAX_SUBSCRIPTIONS)
+    """A new active subscription with a fresh secret. The event type must be one the outbox
+    was told of, and the URL a webhook target we may send to (see notifications.targets), else
+    ValidationFailed on `eventType` or `url`; at most WEBHOOK_MAX_SUBSCRIPTIONS not deleted
+    subscriptions per partner. The partner API and the admin both create through here."""
+    _check_event_type(event_type)
+    check_subscription_url(url=url)
     with transaction.atomic():
         # Serialize a partner's concurrent subscribes so the limit holds.
         Partner.objects.select_for_update().filter(pk=partner.pk).values_list("pk", flat=True).first()
-        if Subscription.objects.filter(partner=partner, deleted_at__isnull=True).count() >= limit:
-            raise validation_problem(
-                [{"field": "", "message": f"At most {limit} subscriptions per partner; delete one first."}]
-            )
+        _check_limit(partner_pk=partner.pk)
         return Subscription.objects.create(partner=partner, event_type=event_type, url=url, secret=new_secret())
+
+
+def check_subscription(*, partner_pk: int, event_type: str, url: str) -> None:
+    """What create_subscription would refuse, raised as the same ValidationFailed, without
+    creating anything: for forms that show the problem before saving."""
+    _check_event_type(event_type)
+    check_subscription_url(url=url)
+    _check_limit(partner_pk=partner_pk)
+
+
+def _check_event_type(event_type: str) -> None:
+    if event_type not in event_types():
+        raise ValidationFailed([{"field": "eventType", "message": f"Must be one of: {', '.join(event_types())}."}])
+
+
+def check_subscription_url(*, url: str) -> None:
+    """A URL we may send webhooks to (notifications.targets), else ValidationFailed on `url`."""
+    try:
+        check_target(url)
+    except UnsafeTarget as error:
+        raise ValidationFailed([{"field": "url", "message": str(error)}]) from None
+
+
+def _check_limit(*, partner_pk: int) -> None:
+    limit = getattr(settings, "WEBHOOK_MAX_SUBSCRIPTIONS", DEFAULT_MAX_SUBSCRIPTIONS)
+    if Subscription.objects.filter(partner_id=partner_pk, deleted_at__isnull=True).count() >= limit:
+        raise ValidationFailed(
+            [{"field": "", "message": f"At most {limit} subscriptions per partner; delete one first."}]
+        )
 
 
 def partner_subscription(*, partner: Partner, subscription_id: str) -> Subscription | None:
@@ -134,13 +155,18 @@ def partner_subscription(*, partner: Partner, subscription_id: str) -> Subscript
 def delete_subscription(*, partner: Partner, subscription_id: str) -> None:
     """The partner deletes one of its subscriptions: nothing more is sent to it (its pending
     deliveries fail), and it leaves the list; the row stays for the delivery history.
-    Another partner's or an unknown id: 404 not_found."""
+    Another partner's or an unknown id: NotFound."""
     with transaction.atomic():
         subscription = partner_subscription(partner=partner, subscription_id=subscription_id)
         if subscription is None:
-            raise Problem(404, "not_found", "No such subscription.")
-        Subscription.objects.filter(pk=subscription.pk).update(deleted_at=timezone.now())
-        disable_subscription(subscription_pk=subscription.pk, reason="deleted by the partner")
+            raise NotFound("No such subscription.")
+        _soft_delete(subscription_pk=subscription.pk, reason="deleted by the partner")
+
+
+def _soft_delete(*, subscription_pk: int, reason: str) -> None:
+    """The row stays (with deleted_at) for the delivery history; nothing more is sent to it."""
+    Subscription.objects.filter(pk=subscription_pk).update(deleted_at=timezone.now())
+    disable_subscription(subscription_pk=subscription_pk, reason=reason)
 
 
 def disable_subscription(*, subscription_pk: int, reason: str) -> int:
@@ -166,6 +192,45 @@ def disable_subscription(*, subscription_pk: int, reason: str) -> int:
 def enable_subscription(*, subscription_pk: int) -> None:
     """Staff switch a subscription back on; events from now on reach it (redeliver older ones)."""
     Subscription.objects.filter(pk=subscription_pk, deleted_at__isnull=True).update(active=True, disabled_reason="")
+
+
+# ---- staff (the admin) -------------------------------------------------------------------
+
+
+def _staff_subscription(subscription_pk: int) -> Subscription:
+    """A not deleted subscription, locked; NotFound otherwise."""
+    subscription = Subscription.objects.select_for_update().filter(pk=subscription_pk, deleted_at__isnull=True).first()
+    if subscription is None:
+        raise NotFound("No such subscription (or it was deleted).")
+    return subscription
+
+
+def switch_off_subscription(*, subscription_pk: int, staff: str, reason: str = "") -> int:
+    """Staff switch a subscription off, saying who (and why): its pending deliveries fail.
+    Returns how many failed."""
+    with transaction.atomic():
+        _staff_subscription(subscription_pk)
+        why = f"switched off by {staff}" + (f": {reason.strip()}" if reason.strip() else "")
+        return disable_subscription(subscription_pk=subscription_pk, reason=why)
+
+
+def change_subscription_url(*, subscription_pk: int, url: str) -> None:
+    """Staff point a subscription at another URL, which must be a target we may send to (the
+    same check as on creation), else ValidationFailed on `url`. The secret stays."""
+    check_subscription_url(url=url)
+    with transaction.atomic():
+        _staff_subscription(subscription_pk)
+        Subscription.objects.filter(pk=subscription_pk).update(url=url)
+
+
+def delete_subscription_as_staff(*, subscription_pk: int, staff: str) -> bool:
+    """Staff delete a subscription as the partner would: it is switched off and leaves the
+    partner's list, and the row stays for the delivery history. False if it was deleted already."""
+    with transaction.atomic():
+        if not Subscription.objects.select_for_update().filter(pk=subscription_pk, deleted_at__isnull=True).exists():
+            return False
+        _soft_delete(subscription_pk=subscription_pk, reason=f"deleted by {staff}")
+    return True
 
 
 # ---- delivery bookkeeping -----------------------------------------------------------------

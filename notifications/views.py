@@ -18,21 +18,23 @@ from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import flatten_errors, validation_problem
 from notifications import selectors, services
 from notifications import serializers as s
-from notifications.models import Event, Subscription
+from notifications.models import Event, Subscription, event_types
 
 PAGE_SIZE = 50
+# The example request subscribes to the first event type the outbox was told of.
+EXAMPLE_EVENT_TYPE = next(iter(event_types()), "event_type")
 
 
 WEBHOOK_DESCRIPTION = """
 Each event is POSTed to the subscription's URL as
-`{"eventId", "eventType", "createdAt", "data": {"order": <Order>}}` with headers
+`{"eventId", "eventType", "createdAt", "data": DATA}` with headers
 `Content-Type: application/json`, `CM-Event-Id` and
 `CM-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>`.
 Any 2xx answer within 10 s is delivered; redirects are not followed. Anything else is retried
 (after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h) and then marked failed. An endpoint
 answering 410 Gone switches the subscription off. Delivery is at least once: deduplicate on
 `eventId`, and use listEvents to catch up.
-"""
+""".replace("DATA", s.SUBJECT["data"])
 
 
 def subscription_dict(subscription: Subscription, *, with_secret: bool = False) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def event_dict(event: Event) -> dict[str, Any]:
         "eventId": str(event.event_id),
         "eventType": event.event_type,
         "createdAt": rfc3339(event.created_at),
-        "orderId": event.subject_id or None,
+        s.SUBJECT["field"]: event.subject_id or None,
         "deliveryState": event.delivery_state,
     }
 
@@ -75,7 +77,7 @@ class SubscriptionCollectionView(NotificationsAPIView):
         examples=[
             OpenApiExample(
                 "subscribe",
-                value={"eventType": "ota_cm_order_processed", "url": "https://hooks.example.com/channel-manager"},
+                value={"eventType": EXAMPLE_EVENT_TYPE, "url": "https://hooks.example.com/channel-manager"},
                 request_only=True,
             )
         ],
