@@ -88,7 +88,7 @@ def issue(order: Order) -> Order:
 def wallets_of(order: Order) -> list[Wallet]:
     return list(
         Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=True)
-        .order_by("line__line_number", "position")
+        .order_by("order_link__line__line_number", "position")
         .prefetch_related("assets")
     )
 
@@ -395,7 +395,7 @@ def test_the_first_failure_settles_the_order_in_error_with_nothing_held(partner,
     # The shells stay, unminted, with the partner's references.
     shells = 1 + sum(1 if x.item_code == "FAMILY-GROUP" else x.quantity for x in lines)
     assert Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=True).count() == shells
-    assert Wallet.objects.get(order=order, external_reference_number="KEEP-ME").wallet_reference_number == "KEEP-ME"
+    assert Wallet.objects.get(order_link__order=order, external_reference_number="KEEP-ME").wallet_reference_number == "KEEP-ME"
     (row,) = settle_rows(order)
     assert (row.from_status, row.to_status, row.actor, row.message) == ("Processing", "Error", "worker", message)
     event = Event.objects.get(subject_id=str(order.order_id))
