@@ -395,7 +395,8 @@ def test_the_first_failure_settles_the_order_in_error_with_nothing_held(partner,
     # The shells stay, unminted, with the partner's references.
     shells = 1 + sum(1 if x.item_code == "FAMILY-GROUP" else x.quantity for x in lines)
     assert Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=True).count() == shells
-    assert Wallet.objects.get(order_link__order=order, external_reference_number="KEEP-ME").wallet_reference_number == "KEEP-ME"
+    kept = Wallet.objects.get(order_link__order=order, external_reference_number="KEEP-ME")
+    assert kept.wallet_reference_number == "KEEP-ME"
     (row,) = settle_rows(order)
     assert (row.from_status, row.to_status, row.actor, row.message) == ("Processing", "Error", "worker", message)
     event = Event.objects.get(subject_id=str(order.order_id))
