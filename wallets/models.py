@@ -4,16 +4,18 @@ A wallet shell exists from submission; minting fills in its reference number, ma
 assets. Destroyed (void) wallets keep their row (so their manifest URL can answer 410) but no
 longer hold their external reference number or capacity.
 
-Wallets know nothing of orders: the order side links its lines to wallets
-(channel_manager.orders.models.OrderWallet) and pushes each wallet's validity in, and a wallet
-carries a snapshot of what its holder is shown (name, language, the booking references), written
-when the shell is made. The manifest reads only wallets and the catalog.
+Wallets know nothing of orders: the order side links its lines to wallets (its OrderWallet
+model) and pushes each wallet's validity in, and a wallet carries a snapshot of what its holder
+is shown (name, language, the booking references), written when the shell is made. The manifest
+reads only wallets and the catalog.
 """
 
 from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+
+from channel_manager.kernel.models import Partner
 
 
 class WalletValidity(models.TextChoices):
@@ -28,7 +30,7 @@ class WalletValidity(models.TextChoices):
 class Wallet(models.Model):
     # The partner (a kernel row) whose customer holds the wallet: the database keeps external
     # references unique per partner among live wallets.
-    partner = models.ForeignKey("channel_manager.Partner", on_delete=models.CASCADE, related_name="+")
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
     position = models.PositiveIntegerField(help_text="0-based position among the wallets issued together.")
     validity = models.CharField(max_length=8, choices=WalletValidity.choices, default=WalletValidity.PENDING)
     # What the holder is shown, as the booking stood when the wallet was made.

@@ -1,7 +1,7 @@
 """Making, minting, validating and destroying wallets, and the capacity their tickets hold.
 
 Wallets know nothing of orders. The order side keeps which wallets belong to which of its lines
-(channel_manager.orders.models.OrderWallet) and calls these functions with wallet ids (a list,
+(its OrderWallet links) and calls these functions with wallet ids (a list,
 or a subquery: either way one statement) on each transition: shells at submission, minting at
 issuance (pending for a Draft, valid when Issued), `validate_wallets` on confirm,
 `destroy_wallets` on cancel, replace and delete.
@@ -121,7 +121,7 @@ def create_shells(
 
 
 class _Line(Protocol):
-    """What this module reads of a channel_manager OrderLine (it does not import orders)."""
+    """What this module reads of an order line (it does not import orders)."""
 
     pk: int
     item_type: str
