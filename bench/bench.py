@@ -266,7 +266,7 @@ def clear_orders() -> None:
     an idle queue and fresh capacity rows."""
     sql(
         "TRUNCATE channel_manager_order, channel_manager_orderline, channel_manager_orderstatuschange, "
-        "wallets_wallet, wallets_asset, notifications_event, catalog_capacity, "
+        "channel_manager_orderwallet, wallets_wallet, wallets_asset, notifications_event, catalog_capacity, "
         "channel_manager_idempotencyrecord, django_q_ormq, django_q_task CASCADE"
     )
     sql("VACUUM ANALYZE")
