@@ -332,7 +332,7 @@ def clear_orders() -> None:
     an idle queue and fresh capacity rows."""
     sql(
         "TRUNCATE channel_manager_order, channel_manager_orderline, channel_manager_orderstatuschange, "
-        "wallets_wallet, wallets_asset, notifications_event, catalog_capacity, "
+        "channel_manager_orderwallet, wallets_wallet, wallets_asset, notifications_event, catalog_capacity, "
         "channel_manager_idempotencyrecord, django_q_ormq, django_q_task CASCADE"
     )
     sql("VACUUM ANALYZE")
@@ -443,7 +443,8 @@ def e2e_phase(port: int, key: str, seconds: int, rate: float, dates: list[str], 
         row = sql(SETTLE_STATS)[0]
         count, errors, span, p50, p90, p99, worst = row
         wallets = sql_one(
-            "SELECT count(*) FROM wallets_wallet w JOIN channel_manager_order o ON o.id = w.order_id "
+            "SELECT count(*) FROM wallets_wallet w JOIN channel_manager_orderwallet l ON l.wallet_id = w.id "
+            "JOIN channel_manager_order o ON o.id = l.order_id "
             "WHERE o.sell_to_order_reference LIKE 'E2E-%%' AND w.minted_at IS NOT NULL"
         )
         issued = int(count) - int(errors)

@@ -216,7 +216,7 @@ def expected_assets_per_wallet(item) -> int:
 
 def check_orders(prefix: str) -> list[str]:
     """The invariants for the orders whose reference starts with prefix (see the module doc)."""
-    from django.db.models import Count
+    from django.db.models import Count, F
 
     from catalog.models import Item
     from channel_manager.orders.models import Order, OrderStatus, OrderStatusChange
@@ -238,8 +238,11 @@ def check_orders(prefix: str) -> list[str]:
         Event.objects.filter(subject_id__in=[str(o.order_id) for o in orders]).values_list("subject_id", flat=True)
     )
     live = collections.defaultdict(list)
-    for wallet in Wallet.objects.filter(order__in=orders, destroyed_at__isnull=True).annotate(n=Count("assets")):
-        live[wallet.order_id].append(wallet)
+    for wallet in (
+        Wallet.objects.filter(order_link__order__in=orders, destroyed_at__isnull=True)
+        .annotate(n=Count("assets"), order_pk=F("order_link__order_id"), line_pk=F("order_link__line_id"))
+    ):
+        live[wallet.order_pk].append(wallet)
     for order in orders:
         label = f"{order.sell_to_order_reference} ({order.status})"
         if order.status in IN_FLIGHT:
@@ -267,7 +270,7 @@ def check_orders(prefix: str) -> list[str]:
         # Wallets: exactly the shells of the current lines.
         by_line = collections.defaultdict(list)
         for wallet in live[order.pk]:
-            by_line[wallet.line_id].append(wallet)
+            by_line[wallet.line_pk].append(wallet)
         if set(by_line) - {line.pk for line in order.lines.all()}:
             problems.append(f"{label}: live wallets of lines that are gone")
         for line in order.lines.all():
@@ -462,7 +465,9 @@ def drill_pgrestart(ctx: Context) -> str:
     lines = collections.defaultdict(list)
     for line in OrderLine.objects.filter(order_id__in=rows.values()):
         lines[line.order_id].append(line)
-    shells = collections.Counter(Wallet.objects.filter(order_id__in=rows.values()).values_list("order_id", flat=True))
+    shells = collections.Counter(
+        Wallet.objects.filter(order_link__order_id__in=rows.values()).values_list("order_link__order_id", flat=True)
+    )
 
     def complete(pk: int) -> bool:
         expected = sum(wallets_issued_by(ln.item_type, ln.quantity) for ln in lines[pk])

@@ -2,6 +2,6 @@
 the orders. Defined in channel_manager.kernel.models and channel_manager.orders.models."""
 
 from channel_manager.kernel.models import ApiKey, IdempotencyRecord, Partner
-from channel_manager.orders.models import Order, OrderLine, OrderStatusChange
+from channel_manager.orders.models import Order, OrderLine, OrderStatusChange, OrderWallet
 
-__all__ = ["ApiKey", "IdempotencyRecord", "Order", "OrderLine", "OrderStatusChange", "Partner"]
+__all__ = ["ApiKey", "IdempotencyRecord", "Order", "OrderLine", "OrderStatusChange", "OrderWallet", "Partner"]

@@ -220,8 +220,8 @@ def searchable(catalog, partner):
                                  "asset", "wallet"])
 def test_search_finds_the_order_by_each_of_its_keys(support, searchable, key):
     target, _ = searchable
-    asset = Asset.objects.filter(wallet__order=target).order_by("id").first()
-    minted = Wallet.objects.filter(order=target, external_reference_number__isnull=True).get()
+    asset = Asset.objects.filter(wallet__order_link__order=target).order_by("id").first()
+    minted = Wallet.objects.filter(order_link__order=target, external_reference_number__isnull=True).get()
     assert minted.wallet_reference_number
     term = {
         "orderId": str(target.order_id),
@@ -306,7 +306,7 @@ def test_the_order_page_shows_minted_assets(support, catalog, partner):
     order = issued_order(partner, items=[line("PARK-AND-SHOW", 1, wallet={"componentSchedule": [
         {"itemId": "SHOW-EVENING", "visitDate": visit_date(), "visitTime": "21:00"}]})])
     html = support.get(change_url(order)).content.decode()
-    numbers = list(Asset.objects.filter(wallet__order=order).values_list("asset_number", flat=True))
+    numbers = list(Asset.objects.filter(wallet__order_link__order=order).values_list("asset_number", flat=True))
     assert len(numbers) == 3  # two component tickets and a coupon
     for number in numbers:
         assert number in html
@@ -356,7 +356,7 @@ def test_reissue_prefills_the_items_in_the_contracts_request_format(support, cat
 
 def test_reissue_with_the_same_content(support, catalog, partner):
     order = draft_order(partner, items=[line("DAY-ADULT", 2, wallet={"externalReferenceNumbers": ["R-1", "R-2"]})])
-    old_wallets = set(Wallet.objects.filter(order=order).values_list("pk", flat=True))
+    old_wallets = set(Wallet.objects.filter(order_link__order=order).values_list("pk", flat=True))
     response = support.post(action_url(order, "reissue"), reissue_form(support, order))
     assert response.status_code == 302 and response["Location"] == change_url(order)
     order.refresh_from_db()
@@ -364,7 +364,7 @@ def test_reissue_with_the_same_content(support, catalog, partner):
     assert not Wallet.objects.filter(pk__in=old_wallets, destroyed_at__isnull=True).exists()
     assert history(order)[-2] == (OrderStatus.DRAFT, OrderStatus.SUBMITTED, "staff:sam", "replaced")
     assert issue_order(order_pk=order.pk) == OrderStatus.DRAFT
-    live = Wallet.objects.filter(order=order, destroyed_at__isnull=True)
+    live = Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=True)
     assert sorted(live.values_list("external_reference_number", flat=True)) == ["R-1", "R-2"]
 
 
@@ -509,7 +509,7 @@ def test_deleting_an_issued_order_cancels_it_with_the_reason_in_its_history(supp
     order.refresh_from_db()
     assert order.status == OrderStatus.CANCELLED and order.cancelled_at is not None
     assert history(order)[-1] == (OrderStatus.ISSUED, OrderStatus.CANCELLED, "staff:sam", "Duplicate booking")
-    assert not Wallet.objects.filter(order=order, destroyed_at__isnull=True).exists()
+    assert not Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=True).exists()
     html = support.get(change_url(order)).content.decode()
     assert "Duplicate booking" in html and "staff:sam" in html
 

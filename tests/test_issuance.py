@@ -26,12 +26,13 @@ from catalog.services import CapacityClaim, reserve_capacity
 from channel_manager.orders import issuance, scheduling, tasks
 from channel_manager.orders.issuance import issue_order
 from channel_manager.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from channel_manager.orders.selectors import order_wallet_ids, unminted_shells
 from channel_manager.orders.services import ComponentVisit, LineInput, OrderInput, create_order
 from notifications.models import Event
 from tests.factories import ItemFactory, PackageCouponFactory, TimeSlotFactory
 from wallets import services as wallet_services
 from wallets.codes import CODE_ALPHABET
-from wallets.models import Asset, Wallet
+from wallets.models import Asset, Wallet, WalletValidity
 
 pytestmark = pytest.mark.django_db
 
@@ -86,8 +87,8 @@ def issue(order: Order) -> Order:
 
 def wallets_of(order: Order) -> list[Wallet]:
     return list(
-        Wallet.objects.filter(order=order, destroyed_at__isnull=True)
-        .order_by("line__line_number", "position")
+        Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=True)
+        .order_by("order_link__line__line_number", "position")
         .prefetch_related("assets")
     )
 
@@ -115,9 +116,9 @@ def settle_rows(order: Order) -> list[OrderStatusChange]:
 
 def assert_nothing_held(order: Order) -> None:
     assert total_sold() == 0
-    assert not Asset.objects.filter(wallet__order=order).exists()
-    assert not Wallet.objects.filter(order=order, minted_at__isnull=False).exists()
-    assert not Wallet.objects.filter(order=order, manifest_token__isnull=False).exists()
+    assert not Asset.objects.filter(wallet__order_link__order=order).exists()
+    assert not Wallet.objects.filter(order_link__order=order, minted_at__isnull=False).exists()
+    assert not Wallet.objects.filter(order_link__order=order, manifest_token__isnull=False).exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ def test_without_a_payment_reference_the_order_is_a_draft(partner, catalog, day)
     order.refresh_from_db()
     assert order.status == OrderStatus.DRAFT
     assert order.issued_at is None
-    assert Asset.objects.filter(wallet__order=order).count() == 1  # minted all the same
+    assert Asset.objects.filter(wallet__order_link__order=order).count() == 1  # minted all the same
 
 
 def test_history_shows_processing_then_the_settled_status_by_the_worker(partner, catalog, day):
@@ -393,8 +394,9 @@ def test_the_first_failure_settles_the_order_in_error_with_nothing_held(partner,
     assert_nothing_held(order)
     # The shells stay, unminted, with the partner's references.
     shells = 1 + sum(1 if x.item_code == "FAMILY-GROUP" else x.quantity for x in lines)
-    assert Wallet.objects.filter(order=order, destroyed_at__isnull=True).count() == shells
-    assert Wallet.objects.get(order=order, external_reference_number="KEEP-ME").wallet_reference_number == "KEEP-ME"
+    assert Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=True).count() == shells
+    kept = Wallet.objects.get(order_link__order=order, external_reference_number="KEEP-ME")
+    assert kept.wallet_reference_number == "KEEP-ME"
     (row,) = settle_rows(order)
     assert (row.from_status, row.to_status, row.actor, row.message) == ("Processing", "Error", "worker", message)
     event = Event.objects.get(subject_id=str(order.order_id))
@@ -482,19 +484,19 @@ def test_wallets_found_minted_are_not_minted_or_reserved_again(partner, catalog,
     hold their capacity; a run that finds some minted mints (and reserves for) only the rest."""
     order = submit(partner, ln("DAY-ADULT", 3, day))
     assert issuance._start(order.pk)
-    first_shell = Wallet.objects.filter(order=order).order_by("position").first()
+    first_shell = Wallet.objects.filter(order_link__order=order).order_by("position").first()
     lines = list(OrderLine.objects.filter(order=order))
     items = {x.pk: catalog["DAY-ADULT"] for x in lines}
     with transaction.atomic():
-        plan = wallet_services.plan_mint(order=order, lines=lines, items=items)
-        plan.shells = [first_shell]
+        plan = wallet_services.plan_mint(shells=unminted_shells(order=order), lines=lines, items=items)
+        plan.shells = [shell for shell in plan.shells if shell.wallet.pk == first_shell.pk]
         reserve_capacity(claims=plan.claims_for_line(line_pk=lines[0].pk))
-        wallet_services.mint(plan)
+        wallet_services.mint(plan, validity=WalletValidity.VALID)
     token = Wallet.objects.get(pk=first_shell.pk).manifest_token
 
     assert issue_order(order_pk=order.pk) == OrderStatus.ISSUED
 
-    assert Asset.objects.filter(wallet__order=order).count() == 3
+    assert Asset.objects.filter(wallet__order_link__order=order).count() == 3
     assert Wallet.objects.get(pk=first_shell.pk).manifest_token == token
     assert sold(catalog["DAY-ADULT"], day) == 3
 
@@ -585,7 +587,7 @@ def test_destroy_releases_exactly_what_issuance_reserved(partner, catalog, day):
 
     with transaction.atomic():
         Order.objects.select_for_update().get(pk=order.pk)
-        claims = wallet_services.destroy_wallets_and_release(order=order)
+        claims = wallet_services.destroy_wallets_and_release(wallet_ids=order_wallet_ids(order=order))
 
     assert sorted((c.item_pk, c.visit_time or dt.time.min, c.quantity) for c in claims) == sorted([
         (catalog["DAY-ADULT"].pk, dt.time.min, 5),
@@ -593,8 +595,8 @@ def test_destroy_releases_exactly_what_issuance_reserved(partner, catalog, day):
         (catalog["SHOW-EVENING"].pk, T2100, 3),
     ])
     assert total_sold() == 0
-    assert not Wallet.objects.filter(order=order, destroyed_at__isnull=True).exists()
-    assert Wallet.objects.filter(order=order).count() == 6  # rows kept, so manifests can answer 410
+    assert not Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=True).exists()
+    assert Wallet.objects.filter(order_link__order=order).count() == 6  # rows kept, so manifests can answer 410
     # The partner's references are free again.
     assert issue(submit(partner, ln("DAY-ADULT", 2, day, refs=["R-1", "R-2"]))).status == OrderStatus.ISSUED
 
@@ -602,8 +604,8 @@ def test_destroy_releases_exactly_what_issuance_reserved(partner, catalog, day):
 def test_destroying_unminted_shells_releases_nothing(partner, catalog, day):
     order = submit(partner, ln("DAY-ADULT", 2, day))
     with transaction.atomic():
-        assert wallet_services.destroy_order_wallets(order=order) == []
-    assert Wallet.objects.filter(order=order, destroyed_at__isnull=False).count() == 2
+        assert wallet_services.destroy_wallets(wallet_ids=order_wallet_ids(order=order)) == []
+    assert Wallet.objects.filter(order_link__order=order, destroyed_at__isnull=False).count() == 2
 
 
 def test_capacity_claims_sum_ticket_admits_per_item_date_and_time(catalog, day):
@@ -754,7 +756,7 @@ def test_issuance_queries_do_not_grow_with_the_wallets(partner, catalog, day, co
     counts = {}
     for n in (1, 6, 500):
         counts[n], elapsed, order = _count_issuance_queries(partner, ln(code, n, day, time_))
-        assert Wallet.objects.filter(order=order, minted_at__isnull=False).count() == n
+        assert Wallet.objects.filter(order_link__order=order, minted_at__isnull=False).count() == n
         print(f"\n{code}: {n} wallets: {counts[n]} queries, {elapsed * 1000:.0f} ms")
     assert counts[1] == counts[6] == counts[500]
     assert counts[1] <= 35
@@ -772,7 +774,7 @@ def test_issuing_500_wallets_stays_within_the_queries_of_one(partner, catalog, d
     # prefetches), but nothing per wallet.
     with django_assert_max_num_queries(one + 3):
         issue_order(order_pk=order.pk)
-    assert Asset.objects.filter(wallet__order=order).count() == 200 + 1 + 299 * 3
+    assert Asset.objects.filter(wallet__order_link__order=order).count() == 200 + 1 + 299 * 3
 
 
 @pytest.mark.parametrize("n", [1, 6, 500])
@@ -783,9 +785,11 @@ def test_minting_costs_three_queries_whatever_the_wallets(partner, catalog, day,
     items = {x.pk: Item.objects.prefetch_related("components__component__time_slots", "coupons", "time_slots")
              .get(pk=x.item_id) for x in lines}
     with django_assert_num_queries(3):
-        wallets = wallet_services.mint_wallets(order=order, lines=lines, items=items)
+        wallets = wallet_services.mint_wallets(
+            shells=unminted_shells(order=order), lines=lines, items=items, validity=WalletValidity.VALID
+        )
     assert len(wallets) == n
-    assert Asset.objects.filter(wallet__order=order).count() == 3 * n
+    assert Asset.objects.filter(wallet__order_link__order=order).count() == 3 * n
 
 
 def test_destroying_costs_two_queries_whatever_the_wallets(partner, catalog, day, django_assert_num_queries):
@@ -793,7 +797,7 @@ def test_destroying_costs_two_queries_whatever_the_wallets(partner, catalog, day
         order = issue(submit(partner, ln("DAY-ADULT", n, day)))
         with transaction.atomic():
             with django_assert_num_queries(2):
-                claims = wallet_services.destroy_order_wallets(order=order)
+                claims = wallet_services.destroy_wallets(wallet_ids=order_wallet_ids(order=order))
             assert claims == [CapacityClaim(catalog["DAY-ADULT"].pk, day, None, n)]
 
 

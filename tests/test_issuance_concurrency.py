@@ -108,4 +108,4 @@ def test_orders_claiming_several_rows_in_different_orders_neither_oversell_nor_d
         ).aggregate(n=Sum("admits"))["n"] or 0
         assert row.sold == admitted
         assert row.capacity is None or row.sold <= row.capacity
-    assert not Asset.objects.filter(wallet__order__status=OrderStatus.ERROR).exists()
+    assert not Asset.objects.filter(wallet__order_link__order__status=OrderStatus.ERROR).exists()

@@ -154,7 +154,7 @@ def test_replace_reissues_the_order(client, catalog):
     order = error(client)
     replace(client, order, items=[line("SHOW-EVENING", 1, visitTime="19:30")])
     assert settle(order["orderId"]).status == OrderStatus.ISSUED
-    live = Asset.objects.filter(wallet__order__order_id=order["orderId"], wallet__destroyed_at__isnull=True)
+    live = Asset.objects.filter(wallet__order_link__order__order_id=order["orderId"], wallet__destroyed_at__isnull=True)
     assert live.count() == 1
 
 

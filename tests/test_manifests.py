@@ -191,7 +191,9 @@ def test_draft_wallet_is_not_valid_and_carries_no_barcode_or_number(client, anon
     assert [a["name"] for a in body["assets"]] == ["Day ticket, adult", "Evening show", "Park and show"]
     assert all(a["barcode"] is None and a["assetNumber"] is None for a in body["assets"])
     assert all(a["validity"]["status"] == "not_valid_until_confirmed" for a in body["assets"])
-    numbers = Asset.objects.filter(wallet__order__order_id=order["orderId"]).values_list("asset_number", flat=True)
+    numbers = Asset.objects.filter(wallet__order_link__order__order_id=order["orderId"]).values_list(
+        "asset_number", flat=True
+    )
     assert len(numbers) == 3
     assert not any(number.encode() in response.content for number in numbers)
 
@@ -365,7 +367,9 @@ def test_draft_page_says_not_valid_and_shows_no_code(client, anon_client, catalo
     assert "Not valid until the order is confirmed" in html
     assert "<svg" not in html
     assert "Evening show" in html and "Day ticket, adult" in html and "10% off food and drinks" in html
-    numbers = Asset.objects.filter(wallet__order__order_id=order["orderId"]).values_list("asset_number", flat=True)
+    numbers = Asset.objects.filter(wallet__order_link__order__order_id=order["orderId"]).values_list(
+        "asset_number", flat=True
+    )
     assert not any(number in html for number in numbers)
     assert "pass.pkpass" not in html
 

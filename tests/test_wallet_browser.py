@@ -78,8 +78,11 @@ def decode_qr(png: bytes) -> list[str]:
 def test_issued_package_page_shows_a_scannable_qr_per_asset_on_a_phone(client, catalog, live_server):
     path, order = settled_wallet_path(client, payment_reference="PAY-1")
     assert order.status == OrderStatus.ISSUED
-    numbers = list(Asset.objects.filter(wallet__order=order).order_by("position").values_list("asset_number",
-                                                                                              flat=True))
+    numbers = list(
+        Asset.objects.filter(wallet__order_link__order=order)
+        .order_by("position")
+        .values_list("asset_number", flat=True)
+    )
     assert len(numbers) == 3
 
     with phone_page() as phone:

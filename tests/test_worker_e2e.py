@@ -145,14 +145,14 @@ def assert_each_order_settled_exactly_once() -> None:
     )
     events = collections.Counter(Event.objects.values_list("subject_id", flat=True))
     assets = dict(
-        Order.objects.annotate(n=Count("wallets__assets")).values_list("pk", "n")
+        Order.objects.annotate(n=Count("wallet_links__wallet__assets")).values_list("pk", "n")
     )
     for order in orders:
         assert settles[order.pk] == 1, (order, settles[order.pk])
         assert events[str(order.order_id)] == 1, (order, events[str(order.order_id)])
         assert assets[order.pk] == expected_assets(order), (order, order.status_message)
-        minted = Wallet.objects.filter(order=order, minted_at__isnull=False).count()
-        assert minted == (0 if order.status == OrderStatus.ERROR else order.wallets.count())
+        minted = Wallet.objects.filter(order_link__order=order, minted_at__isnull=False).count()
+        assert minted == (0 if order.status == OrderStatus.ERROR else order.wallet_links.count())
     # What is sold is exactly what the live tickets admit, and never more than there is.
     for row in Capacity.objects.all():
         admitted = Asset.objects.filter(

@@ -1,5 +1,5 @@
-"""Wallets and their assets, read-only: minting and destroying happen through the order's
-services (issuance, replace, delete), never by hand."""
+"""Wallets and their assets, read-only: minting, validating and destroying happen through the
+order's services (issuance, confirm, replace, delete), never by hand."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ class AssetInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["__str__", "order", "partner", "external_reference_number", "minted_at", "destroyed_at"]
-    list_filter = ["partner", ("destroyed_at", admin.EmptyFieldListFilter), ("minted_at", admin.EmptyFieldListFilter)]
-    list_select_related = ["order", "partner"]
-    search_fields = ["=wallet_reference_number", "=external_reference_number", "=assets__asset_number"]
-    fields = ["order", "line", "partner", "position", "wallet_reference_number", "external_reference_number",
+    list_display = ["__str__", "buy_from_order_reference", "partner", "external_reference_number", "validity",
+                    "minted_at", "destroyed_at"]
+    list_filter = ["partner", "validity", ("destroyed_at", admin.EmptyFieldListFilter),
+                   ("minted_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["partner"]
+    search_fields = ["=wallet_reference_number", "=external_reference_number", "=assets__asset_number",
+                     "=buy_from_order_reference", "=sell_to_order_reference"]
+    fields = ["partner", "sell_to_order_reference", "buy_from_order_reference", "holder_name", "holder_language",
+              "holder_country", "position", "wallet_reference_number", "external_reference_number", "validity",
               "minted_at", "destroyed_at"]
     readonly_fields = fields
     inlines = [AssetInline]

@@ -1,8 +1,13 @@
 """Wallets and the assets (tickets and coupons) minted into them.
 
 A wallet shell exists from submission; minting fills in its reference number, manifest token and
-assets. Destroyed wallets keep their row (so their manifest URL can answer 410) but no longer
-hold their external reference number or capacity.
+assets. Destroyed (void) wallets keep their row (so their manifest URL can answer 410) but no
+longer hold their external reference number or capacity.
+
+Wallets know nothing of orders: the order side links its lines to wallets (its OrderWallet
+model) and pushes each wallet's validity in, and a wallet carries a snapshot of what its holder
+is shown (name, language, the booking references), written when the shell is made. The manifest
+reads only wallets and the catalog.
 """
 
 from __future__ import annotations
@@ -10,17 +15,30 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from channel_manager.kernel.models import Partner
+
+
+class WalletValidity(models.TextChoices):
+    """pending (minted for a Draft: not valid until the order is confirmed) -> valid -> void
+    (cancelled, replaced or deleted: the manifest answers 410)."""
+
+    PENDING = "pending", "Pending"
+    VALID = "valid", "Valid"
+    VOID = "void", "Void"
+
 
 class Wallet(models.Model):
-    order = models.ForeignKey("channel_manager.Order", on_delete=models.CASCADE, related_name="wallets")
-    # SET_NULL: a replace deletes the old lines but keeps their destroyed wallets, so that their
-    # manifest URLs answer 410 rather than 404.
-    line = models.ForeignKey(
-        "channel_manager.OrderLine", on_delete=models.SET_NULL, null=True, blank=True, related_name="wallets"
-    )
-    # Denormalised from the order so the database can keep external references unique per partner.
-    partner = models.ForeignKey("channel_manager.Partner", on_delete=models.CASCADE, related_name="+")
-    position = models.PositiveIntegerField(help_text="0-based position among the line's wallets.")
+    # The partner (a kernel row) whose customer holds the wallet: the database keeps external
+    # references unique per partner among live wallets.
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField(help_text="0-based position among the wallets issued together.")
+    validity = models.CharField(max_length=8, choices=WalletValidity.choices, default=WalletValidity.PENDING)
+    # What the holder is shown, as the booking stood when the wallet was made.
+    holder_name = models.TextField(null=True, blank=True)
+    holder_language = models.TextField(null=True, blank=True, help_text="As the customer gave it.")
+    holder_country = models.TextField(null=True, blank=True, help_text="As the customer gave it.")
+    sell_to_order_reference = models.CharField("sellToOrderReference", max_length=64, blank=True, default="")
+    buy_from_order_reference = models.CharField("buyFromOrderReference", max_length=32, blank=True, default="")
     external_reference_number = models.CharField(max_length=64, null=True, blank=True)
     wallet_reference_number = models.CharField(max_length=64, null=True, blank=True)
     manifest_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
@@ -28,12 +46,18 @@ class Wallet(models.Model):
     destroyed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["line_id", "position"]
+        ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["partner", "external_reference_number"],
                 condition=Q(destroyed_at__isnull=True, external_reference_number__isnull=False),
                 name="wallet_live_external_reference_unique",
+            ),
+            # destroyed_at is when the wallet became void: one never goes without the other.
+            models.CheckConstraint(
+                condition=Q(validity=WalletValidity.VOID, destroyed_at__isnull=False)
+                | (~Q(validity=WalletValidity.VOID) & Q(destroyed_at__isnull=True)),
+                name="wallet_void_when_destroyed",
             ),
         ]
         indexes = [models.Index(fields=["wallet_reference_number"], name="wallet_reference_idx")]
@@ -44,6 +68,11 @@ class Wallet(models.Model):
     @property
     def live(self) -> bool:
         return self.destroyed_at is None
+
+    @property
+    def gone(self) -> bool:
+        """Void (cancelled, replaced or deleted): its manifest answers 410."""
+        return self.validity == WalletValidity.VOID or self.destroyed_at is not None
 
 
 class AssetType(models.TextChoices):

@@ -1,8 +1,9 @@
 """Reads of wallets: the capability URL and the manifest a wallet's holder sees.
 
 A manifest is read with a fixed number of queries whatever the number of assets: one for the
-wallet with its order and partner, one for its assets (the venue comes from its cache, or one
-more query when the cache is cold).
+wallet with its partner, one for its assets (the venue comes from its cache, or one more query
+when the cache is cold). It reads only wallets and the catalog: the wallet carries its own
+validity and a snapshot of the booking it belongs to.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.urls import reverse
 
 from catalog.selectors import get_venue
 from channel_manager.kernel.formats import hhmm
-from wallets.models import AssetType, Wallet
+from wallets.models import AssetType, Wallet, WalletValidity
 
 
 def manifest_url(token: str) -> str:
@@ -33,13 +34,12 @@ VALID = "valid"
 NOT_VALID_UNTIL_CONFIRMED = "not_valid_until_confirmed"
 NOT_VALID = "not_valid"
 
-# Order statuses (channel_manager.models.OrderStatus; wallets does not import orders).
-_VALIDITY_BY_ORDER_STATUS = {
-    "Issued": (VALID, "Valid"),
-    "Draft": (NOT_VALID_UNTIL_CONFIRMED, "Not valid until the order is confirmed"),
+# What the holder is told of each validity (a void wallet is gone: 410).
+_SHOWN_VALIDITY = {
+    WalletValidity.VALID: (VALID, "Valid"),
+    WalletValidity.PENDING: (NOT_VALID_UNTIL_CONFIRMED, "Not valid until the order is confirmed"),
 }
 _NOT_VALID = (NOT_VALID, "Not valid")
-_GONE_ORDER_STATUSES = frozenset({"Cancelled"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -48,8 +48,8 @@ _GONE_ORDER_STATUSES = frozenset({"Cancelled"})
 
 
 def wallet_for_token(*, token: str) -> Wallet | None:
-    """The minted wallet whose manifest token is `token` (destroyed or not), with its order,
-    partner and assets loaded; None when there is none. Two queries.
+    """The minted wallet whose manifest token is `token` (destroyed or not), with its partner
+    and assets loaded; None when there is none. Two queries.
 
     The token is looked up by equality, then compared again in constant time, so that the
     answer never depends on how much of a guessed token matched.
@@ -57,7 +57,7 @@ def wallet_for_token(*, token: str) -> Wallet | None:
     if not TOKEN_PATTERN.fullmatch(token or ""):
         return None
     wallet = (
-        Wallet.objects.select_related("order", "order__partner")
+        Wallet.objects.select_related("partner")
         .prefetch_related("assets")
         .filter(manifest_token=token)
         .first()
@@ -68,8 +68,8 @@ def wallet_for_token(*, token: str) -> Wallet | None:
 
 
 def wallet_is_gone(wallet: Wallet) -> bool:
-    """A destroyed wallet (cancelled, replaced or deleted order) answers 410."""
-    return wallet.destroyed_at is not None or wallet.order.status in _GONE_ORDER_STATUSES
+    """A void wallet (cancelled or replaced order) answers 410."""
+    return wallet.gone
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,7 +119,6 @@ class Manifest:
     sell_to_order_reference: str
     buy_from_order_reference: str
     partner_id: str
-    order_status: str
     holder_name: str | None
     language: str | None
     venue_name: str
@@ -148,16 +147,9 @@ class Manifest:
         return tuple(a for a in self.assets if a.is_coupon)
 
 
-def _holder_name(customer: dict[str, Any]) -> str | None:
-    parts = (customer.get("firstName"), customer.get("lastName"))
-    return " ".join(str(p).strip() for p in parts if p and str(p).strip()) or None
-
-
 def build_manifest(wallet: Wallet) -> Manifest:
     """The manifest of a live wallet from wallet_for_token (no query, or one for a cold venue)."""
-    order = wallet.order
-    customer = order.customer if isinstance(order.customer, dict) else {}
-    validity, validity_text = _VALIDITY_BY_ORDER_STATUS.get(order.status, _NOT_VALID)
+    validity, validity_text = _SHOWN_VALIDITY.get(wallet.validity, _NOT_VALID)
     show_numbers = validity == VALID
     assets = tuple(
         ManifestAsset(
@@ -182,12 +174,11 @@ def build_manifest(wallet: Wallet) -> Manifest:
         token=wallet.manifest_token or "",
         external_reference_number=wallet.external_reference_number,
         wallet_reference_number=wallet.wallet_reference_number,
-        sell_to_order_reference=order.sell_to_order_reference,
-        buy_from_order_reference=order.buy_from_order_reference,
-        partner_id=order.partner.partner_id,
-        order_status=order.status,
-        holder_name=_holder_name(customer),
-        language=(customer.get("language") or None) if isinstance(customer.get("language"), str) else None,
+        sell_to_order_reference=wallet.sell_to_order_reference,
+        buy_from_order_reference=wallet.buy_from_order_reference,
+        partner_id=wallet.partner.partner_id,
+        holder_name=wallet.holder_name,
+        language=wallet.holder_language or None,
         venue_name=venue.name,
         venue_time_zone=venue.time_zone,
         visit_date=first.visit_date if first else None,

@@ -1,4 +1,10 @@
-"""Minting and destroying wallets, and the capacity their tickets hold.
+"""Making, minting, validating and destroying wallets, and the capacity their tickets hold.
+
+Wallets know nothing of orders. The order side keeps which wallets belong to which of its lines
+(its OrderWallet links) and calls these functions with wallet ids (a list,
+or a subquery: either way one statement) on each transition: shells at submission, minting at
+issuance (pending for a Draft, valid when Issued), `validate_wallets` on confirm,
+`destroy_wallets` on cancel, replace and delete.
 
 Capacity is kept symmetric by deriving it from tickets, through one function:
 
@@ -21,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from django.db import connections, transaction
 from django.db.models import QuerySet
@@ -30,11 +36,83 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.services import CapacityClaim, release_capacity
 from wallets.codes import new_asset_number, new_manifest_token, new_wallet_reference
-from wallets.models import Asset, AssetType, Wallet
+from wallets.models import Asset, AssetType, Wallet, WalletValidity
 
 # PostgreSQL takes at most 65535 parameters per statement; an Asset row has 13 columns.
 ASSET_INSERT_BATCH = 4000
 WALLET_UPDATE_BATCH = 1000
+
+# Wallet primary keys: a list, or a queryset of them (e.g. `links.values("wallet_id")`), which
+# the statement then embeds as a subquery.
+WalletIds = Iterable[int] | QuerySet
+
+
+def _wallets(wallet_ids: WalletIds) -> QuerySet[Wallet]:
+    return Wallet.objects.filter(pk__in=wallet_ids)
+
+
+# --------------------------------------------------------------------------------------------
+# Shells: what the holder will be shown
+# --------------------------------------------------------------------------------------------
+
+
+def holder_name(customer: dict[str, Any]) -> str | None:
+    """"First Last" from the customer, or None when neither is given."""
+    parts = (customer.get("firstName"), customer.get("lastName"))
+    return " ".join(str(p).strip() for p in parts if p and str(p).strip()) or None
+
+
+@dataclass(frozen=True)
+class HolderSnapshot:
+    """What a wallet's holder is shown of the booking, as it stands when the wallet is made."""
+
+    sell_to_order_reference: str
+    buy_from_order_reference: str
+    holder_name: str | None = None
+    holder_language: str | None = None
+    holder_country: str | None = None
+
+    @classmethod
+    def of_customer(
+        cls, customer: Any, *, sell_to_order_reference: str, buy_from_order_reference: str
+    ) -> HolderSnapshot:
+        """From the customer object the partner sent (any shape: only strings are kept)."""
+        customer = customer if isinstance(customer, dict) else {}
+        language, country = customer.get("language"), customer.get("country")
+        return cls(
+            sell_to_order_reference=sell_to_order_reference,
+            buy_from_order_reference=buy_from_order_reference,
+            holder_name=holder_name(customer),
+            holder_language=language if isinstance(language, str) else None,
+            holder_country=country if isinstance(country, str) else None,
+        )
+
+
+def create_shells(
+    *, partner_pk: int, snapshot: HolderSnapshot, references: Sequence[Sequence[str | None]]
+) -> list[list[Wallet]]:
+    """Insert the unminted (pending) wallet shells of a booking: one INSERT.
+
+    `references` has one entry per group of wallets issued together (an order line), holding
+    each wallet's external reference number or None; the shells come back grouped the same way,
+    with their primary keys.
+    """
+    groups = [
+        [
+            Wallet(
+                partner_id=partner_pk, position=position, validity=WalletValidity.PENDING,
+                external_reference_number=ref, wallet_reference_number=ref,
+                holder_name=snapshot.holder_name, holder_language=snapshot.holder_language,
+                holder_country=snapshot.holder_country,
+                sell_to_order_reference=snapshot.sell_to_order_reference,
+                buy_from_order_reference=snapshot.buy_from_order_reference,
+            )
+            for position, ref in enumerate(group)
+        ]
+        for group in references
+    ]
+    Wallet.objects.bulk_create([wallet for group in groups for wallet in group])
+    return groups
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,7 +121,7 @@ WALLET_UPDATE_BATCH = 1000
 
 
 class _Line(Protocol):
-    """What this module reads of a channel_manager OrderLine (it does not import orders)."""
+    """What this module reads of an order line (it does not import orders)."""
 
     pk: int
     item_type: str
@@ -204,9 +282,9 @@ def minted_ticket_claims(wallets: QuerySet[Wallet]) -> list[CapacityClaim]:
     return capacity_claims(TicketRow(*row) for row in rows)
 
 
-def order_capacity_claims(*, order) -> list[CapacityClaim]:
-    """The capacity the order's live wallets hold now; one query."""
-    return minted_ticket_claims(Wallet.objects.filter(order=order, destroyed_at__isnull=True))
+def live_capacity_claims(*, wallet_ids: WalletIds) -> list[CapacityClaim]:
+    """The capacity the live wallets among `wallet_ids` hold now; one query."""
+    return minted_ticket_claims(_wallets(wallet_ids).filter(destroyed_at__isnull=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,18 +292,25 @@ def order_capacity_claims(*, order) -> list[CapacityClaim]:
 # --------------------------------------------------------------------------------------------
 
 
+class Shell(NamedTuple):
+    """An unminted live wallet and the line whose contents it will hold."""
+
+    line_pk: int
+    wallet: Wallet
+
+
 @dataclass
 class MintPlan:
-    """The order's unminted live shells and what each will hold; nothing written yet."""
+    """The unminted live shells and what each will hold; nothing written yet."""
 
-    shells: list[Wallet]
+    shells: list[Shell]
     contents: dict[int, list[AssetPlan]] = field(default_factory=dict)  # by line pk
 
     def planned_tickets(self, *, line_pk: int | None = None) -> Iterator[AssetPlan]:
         """Every asset the plan will write (all shells, or one line's), in write order."""
-        for wallet in self.shells:
-            if line_pk is None or wallet.line_id == line_pk:
-                yield from self.contents[wallet.line_id]
+        for shell in self.shells:
+            if line_pk is None or shell.line_pk == line_pk:
+                yield from self.contents[shell.line_pk]
 
     def claims_for_line(self, *, line_pk: int) -> list[CapacityClaim]:
         """The capacity this line's planned tickets will hold."""
@@ -236,38 +321,44 @@ class MintPlan:
         return len(self.shells)
 
 
-def plan_mint(*, order, lines: Sequence[_Line], items: dict[int, Item]) -> MintPlan:
-    """Lay out the minting of the order's live, not yet minted wallet shells; one query.
+def plan_mint(*, shells: Sequence[Shell], lines: Sequence[_Line], items: dict[int, Item]) -> MintPlan:
+    """Lay out the minting of unminted live wallet shells (in the order given: the caller's
+    line order, then position); no query.
 
     `items` maps each line's pk to its catalog item (with time slots, components and coupons
     prefetched, as catalog.selectors.items_by_code gives them).
     """
-    shells = list(
-        Wallet.objects.filter(order=order, destroyed_at__isnull=True, minted_at__isnull=True)
-        .order_by("line_id", "position")
-    )
-    plan = MintPlan(shells=shells)
+    plan = MintPlan(shells=list(shells))
     for line in lines:
         plan.contents[line.pk] = wallet_contents(line=line, item=items[line.pk])
-    missing = {w.line_id for w in shells} - plan.contents.keys()
+    missing = {shell.line_pk for shell in shells} - plan.contents.keys()
     if missing:
         raise ValueError(f"wallet shells of lines {sorted(missing)} were not planned")
+    stale = [shell.wallet.pk for shell in shells if shell.wallet.minted_at or shell.wallet.destroyed_at]
+    if stale:
+        raise ValueError(f"wallets {stale} are minted or destroyed already")
     return plan
 
 
-def mint(plan: MintPlan, *, now: dt.datetime | None = None) -> list[Wallet]:
+def mint(plan: MintPlan, *, validity: str, now: dt.datetime | None = None) -> list[Wallet]:
     """Write the plan: give each shell its reference (the partner's external reference, else a
-    new system one), a manifest token and its assets. One UPDATE and one INSERT (per batch)."""
+    new system one), a manifest token, its validity (pending or valid) and its assets. One
+    UPDATE and one INSERT (per batch)."""
+    if validity not in (WalletValidity.PENDING, WalletValidity.VALID):
+        raise ValueError(f"a wallet is minted pending or valid, not {validity}")
     if not plan.shells:
         return []
     now = now or timezone.now()
     numbers: set[str] = set()
     assets: list[Asset] = []
-    for wallet in plan.shells:
+    wallets = [shell.wallet for shell in plan.shells]
+    for shell in plan.shells:
+        wallet = shell.wallet
         wallet.wallet_reference_number = wallet.external_reference_number or new_wallet_reference()
         wallet.manifest_token = new_manifest_token()
         wallet.minted_at = now
-        for position, spec in enumerate(plan.contents[wallet.line_id]):
+        wallet.validity = validity
+        for position, spec in enumerate(plan.contents[shell.line_pk]):
             number = new_asset_number()
             while number in numbers:  # 80 random bits: never in practice, but cheap to rule out
                 number = new_asset_number()
@@ -288,13 +379,13 @@ def mint(plan: MintPlan, *, now: dt.datetime | None = None) -> list[Wallet]:
                     position=position,
                 )
             )
-    _save_minted(plan.shells, now=now)
+    _save_minted(wallets, now=now, validity=validity)
     Asset.objects.bulk_create(assets, batch_size=ASSET_INSERT_BATCH)
-    return plan.shells
+    return wallets
 
 
-def _save_minted(wallets: list[Wallet], *, now: dt.datetime) -> None:
-    """Store the wallets' references, tokens and minted_at: one UPDATE per batch.
+def _save_minted(wallets: list[Wallet], *, now: dt.datetime, validity: str) -> None:
+    """Store the wallets' references, tokens, validity and minted_at: one UPDATE per batch.
 
     On PostgreSQL an UPDATE ... FROM (VALUES ...), which costs ~10 ms for 500 wallets where
     Django's bulk_update (a CASE per column) spends over a second building expressions.
@@ -302,7 +393,7 @@ def _save_minted(wallets: list[Wallet], *, now: dt.datetime) -> None:
     connection = connections[Wallet.objects.db]
     if connection.vendor != "postgresql":
         Wallet.objects.bulk_update(
-            wallets, ["wallet_reference_number", "manifest_token", "minted_at"],
+            wallets, ["wallet_reference_number", "manifest_token", "minted_at", "validity"],
             batch_size=WALLET_UPDATE_BATCH,
         )
         return
@@ -311,26 +402,40 @@ def _save_minted(wallets: list[Wallet], *, now: dt.datetime) -> None:
     ref = qn(Wallet._meta.get_field("wallet_reference_number").column)
     token = qn(Wallet._meta.get_field("manifest_token").column)
     minted = qn(Wallet._meta.get_field("minted_at").column)
+    valid = qn(Wallet._meta.get_field("validity").column)
     pk = qn(Wallet._meta.pk.column)
     with connection.cursor() as cursor:
         for start in range(0, len(wallets), WALLET_UPDATE_BATCH):
             batch = wallets[start : start + WALLET_UPDATE_BATCH]
             rows = ", ".join(["(%s::bigint, %s::varchar, %s::varchar)"] * len(batch))
-            params: list[object] = [now]
+            params: list[object] = [now, validity]
             for wallet in batch:
                 params.extend((wallet.pk, wallet.wallet_reference_number, wallet.manifest_token))
             cursor.execute(
-                f"UPDATE {table} AS w SET {ref} = v.ref, {token} = v.token, {minted} = %s "
+                f"UPDATE {table} AS w SET {ref} = v.ref, {token} = v.token, {minted} = %s, {valid} = %s "
                 f"FROM (VALUES {rows}) AS v(id, ref, token) WHERE w.{pk} = v.id",
                 params,
             )
 
 
-def mint_wallets(*, order, lines: Sequence[_Line], items: dict[int, Item]) -> list[Wallet]:
-    """Plan and mint in one call (three queries). The caller reserves the capacity of the
+def mint_wallets(
+    *, shells: Sequence[Shell], lines: Sequence[_Line], items: dict[int, Item], validity: str
+) -> list[Wallet]:
+    """Plan and mint in one call (two statements). The caller reserves the capacity of the
     minted tickets (`capacity_claims`) in the same transaction; issuance uses `plan_mint`,
-    reserves `plan.claims_for_line(...)` line by line, then calls `mint(plan)`."""
-    return mint(plan_mint(order=order, lines=lines, items=items))
+    reserves `plan.claims_for_line(...)` line by line, then calls `mint(plan, ...)`."""
+    return mint(plan_mint(shells=shells, lines=lines, items=items), validity=validity)
+
+
+# --------------------------------------------------------------------------------------------
+# Validity
+# --------------------------------------------------------------------------------------------
+
+
+def validate_wallets(*, wallet_ids: WalletIds) -> int:
+    """Pending wallets among `wallet_ids` become valid (their order was confirmed); one UPDATE.
+    Void ones stay void. Returns how many changed."""
+    return _wallets(wallet_ids).filter(validity=WalletValidity.PENDING).update(validity=WalletValidity.VALID)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,27 +448,35 @@ def _require_atomic() -> None:
         raise RuntimeError("wallets must be destroyed inside transaction.atomic()")
 
 
-def destroy_order_wallets(*, order, now: dt.datetime | None = None) -> list[CapacityClaim]:
-    """Mark every live wallet of the order destroyed (one UPDATE) and return the capacity their
-    minted tickets held, for the caller to release in the same transaction.
+def destroy_wallets(*, wallet_ids: WalletIds, now: dt.datetime | None = None) -> list[CapacityClaim]:
+    """Make the live wallets among `wallet_ids` void (one UPDATE) and return the capacity their
+    minted tickets held, for the caller to release in the same transaction (two statements).
 
-    Call it inside transaction.atomic() with the order row locked (select_for_update), so that
-    no issuance mints the order's wallets in between. Destroyed wallets keep their row and
-    token (their manifest URL answers 410) and free their external reference numbers.
+    Call it inside transaction.atomic() with the owning order's row locked (select_for_update),
+    so that no issuance mints these wallets in between. Void wallets keep their row and token
+    (their manifest URL answers 410) and free their external reference numbers.
     """
     _require_atomic()
-    live = Wallet.objects.filter(order=order, destroyed_at__isnull=True)
+    live = _wallets(wallet_ids).filter(destroyed_at__isnull=True)
     claims = minted_ticket_claims(live)
-    live.update(destroyed_at=now or timezone.now())
+    live.update(validity=WalletValidity.VOID, destroyed_at=now or timezone.now())
     return claims
 
 
-def destroy_wallets_and_release(*, order, now: dt.datetime | None = None) -> list[CapacityClaim]:
-    """destroy_order_wallets, then release the capacity it returns; same rules."""
-    claims = destroy_order_wallets(order=order, now=now)
+def destroy_wallets_and_release(*, wallet_ids: WalletIds, now: dt.datetime | None = None) -> list[CapacityClaim]:
+    """destroy_wallets, then release the capacity it returns; same rules."""
+    claims = destroy_wallets(wallet_ids=wallet_ids, now=now)
     if claims:
         release_capacity(claims=claims)
     return claims
+
+
+def delete_wallets(*, wallet_ids: WalletIds) -> None:
+    """Delete wallets with their assets (a deleted Draft or Error order leaves no trace: its
+    manifest URLs answer 404). Destroy them first so their capacity is released. A fixed
+    number of statements: the wallets' ids, then one DELETE per table that refers to them."""
+    _require_atomic()
+    _wallets(wallet_ids).delete()
 
 
 __all__ = [
@@ -371,15 +484,21 @@ __all__ = [
     "ComponentVisit",
     "MintPlan",
     "TicketRow",
+    "HolderSnapshot",
+    "Shell",
     "capacity_claims",
     "component_visits",
-    "destroy_order_wallets",
+    "create_shells",
+    "delete_wallets",
+    "destroy_wallets",
     "destroy_wallets_and_release",
+    "holder_name",
     "is_timed",
+    "live_capacity_claims",
     "mint",
     "mint_wallets",
     "minted_ticket_claims",
-    "order_capacity_claims",
     "plan_mint",
+    "validate_wallets",
     "wallet_contents",
 ]

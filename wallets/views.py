@@ -118,8 +118,7 @@ def _method_not_allowed() -> HttpResponse:
 
 
 def _customer_language(wallet) -> str:
-    customer = wallet.order.customer if isinstance(wallet.order.customer, dict) else {}
-    return page_language(customer.get("language"), customer.get("country"))
+    return page_language(wallet.holder_language, wallet.holder_country)
 
 
 # --------------------------------------------------------------------------------------------

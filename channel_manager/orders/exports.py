@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 import defusedcsv.csv as defused_csv
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
@@ -281,14 +281,15 @@ def export_summary(filters: ExportFilters) -> Summary:
             amount=entry["amount"] or Decimal("0.00"),
         )
     tickets = (
-        Asset.objects.filter(filters.order_q(prefix="wallet__order__"))
-        .filter(asset_type=AssetType.TICKET, wallet__line__isnull=False)
-        .values("wallet__order__partner__partner_id", "wallet__order__currency")
+        Asset.objects.filter(filters.order_q(prefix="wallet__order_link__order__"))
+        .filter(asset_type=AssetType.TICKET, wallet__order_link__line__isnull=False)
+        .values(partner_code=F("wallet__order_link__order__partner__partner_id"),
+                currency=F("wallet__order_link__order__currency"))
         .annotate(admits=Sum("admits"))
         .order_by()
     )
     for entry in tickets:
-        row = by_key.get((entry["wallet__order__partner__partner_id"], entry["wallet__order__currency"]))
+        row = by_key.get((entry["partner_code"], entry["currency"]))
         if row is not None:
             row.tickets = entry["admits"] or 0
     rows = sorted(by_key.values(), key=lambda r: (r.partner_id, r.currency))

@@ -36,8 +36,9 @@ from channel_manager.kernel.logs import add_log_context
 from channel_manager.orders import metrics, state
 from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, can_transition
 from channel_manager.orders.presenters import order_dict
-from channel_manager.orders.selectors import orders_with_contents
+from channel_manager.orders.selectors import orders_with_contents, unminted_shells
 from notifications.services import publish_event
+from wallets.models import WalletValidity
 from wallets.services import MintPlan, component_visits, is_timed, mint, plan_mint
 
 logger = logging.getLogger(__name__)
@@ -127,14 +128,20 @@ def _issue(order_pk: int) -> str | None:
             catalog = items_by_code({line.item_code for line in lines})
             items = resolve_lines(lines=lines, catalog=catalog)
             with transaction.atomic():  # savepoint: a failure leaves nothing reserved or minted
-                plan = plan_mint(order=order, lines=lines, items=items)
+                plan = plan_mint(shells=unminted_shells(order=order), lines=lines, items=items)
                 _reserve(lines=lines, plan=plan)
-                mint(plan)
+                mint(plan, validity=minted_validity(order))
         except LineProblem as problem:
             return _settle(order, OrderStatus.ERROR, problem.message)
         _price(order=order, lines=lines, items=items)
         settled = OrderStatus.ISSUED if order.payment_reference else OrderStatus.DRAFT
         return _settle(order, settled, None)
+
+
+def minted_validity(order: Order) -> str:
+    """Wallets minted for an order that settles Issued (it has a paymentReference) are valid;
+    for a Draft they are pending until the order is confirmed."""
+    return WalletValidity.VALID if order.payment_reference else WalletValidity.PENDING
 
 
 def resolve_lines(*, lines: Sequence[OrderLine], catalog: dict[str, Item]) -> dict[int, Item]:

@@ -169,3 +169,26 @@ class OrderStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status} by {self.actor}"
+
+
+class OrderWallet(models.Model):
+    """Which wallets an order issued, and for which of its lines: the order side's link, so
+    that wallets need not know orders.
+
+    A replace deletes the old lines but keeps their void wallets (their manifests answer 410):
+    the link then keeps its order and loses its line (SET_NULL). Deleting a Draft or Error
+    order deletes its wallets first (services.delete_order), as its links go with it.
+    """
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="wallet_links")
+    line = models.ForeignKey(
+        OrderLine, on_delete=models.SET_NULL, null=True, blank=True, related_name="wallet_links"
+    )
+    wallet = models.OneToOneField("wallets.Wallet", on_delete=models.CASCADE, related_name="order_link")
+
+    class Meta:
+        app_label = "channel_manager"
+        ordering = ["order", "line", "wallet"]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} line {self.line_id}: wallet {self.wallet_id}"

@@ -47,11 +47,11 @@ def wallet_dict(wallet) -> dict[str, Any]:
 
 
 def order_dict(order: Order) -> dict[str, Any]:
-    """Needs `live_lines` and `live_wallets`: from selectors.orders_with_contents, or set by the
-    service that just wrote them (so createOrder answers without reading back)."""
+    """Needs `live_lines` and `live_wallet_links`: from selectors.orders_with_contents, or set
+    by the service that just wrote them (so createOrder answers without reading back)."""
     wallets_by_line: dict[int, list] = {}
-    for wallet in order.live_wallets:
-        wallets_by_line.setdefault(wallet.line_id, []).append(wallet)
+    for link in order.live_wallet_links:
+        wallets_by_line.setdefault(link.line_id, []).append(link.wallet)
     customer = order.customer
     return {
         "orderId": str(order.order_id),

@@ -8,24 +8,46 @@ import uuid
 from django.db.models import Prefetch, QuerySet
 
 from channel_manager.kernel.models import Partner
-from channel_manager.orders.models import Order, OrderLine
-from wallets.models import Asset, Wallet
+from channel_manager.orders.models import Order, OrderLine, OrderWallet
+from wallets.models import Asset
+from wallets.services import Shell
 
 
 def orders_with_contents(queryset: QuerySet[Order] | None = None) -> QuerySet[Order]:
     """Orders with their partner, lines, live wallets and assets: four queries for any page.
-    Lines land in `live_lines` and wallets in `live_wallets`, as services leave them."""
+    Lines land in `live_lines` and the links to live wallets (each with its wallet) in
+    `live_wallet_links`, as services leave them."""
     queryset = Order.objects.all() if queryset is None else queryset
     return queryset.select_related("partner").prefetch_related(
         Prefetch("lines", queryset=OrderLine.objects.order_by("line_number"), to_attr="live_lines"),
         Prefetch(
-            "wallets",
-            queryset=Wallet.objects.filter(destroyed_at__isnull=True)
-            .order_by("line_id", "position")
-            .prefetch_related(Prefetch("assets", queryset=Asset.objects.order_by("position", "id"))),
-            to_attr="live_wallets",
+            "wallet_links",
+            queryset=OrderWallet.objects.filter(wallet__destroyed_at__isnull=True)
+            .select_related("wallet")
+            .order_by("line_id", "wallet__position")
+            .prefetch_related(Prefetch("wallet__assets", queryset=Asset.objects.order_by("position", "id"))),
+            to_attr="live_wallet_links",
         ),
     )
+
+
+def order_wallet_ids(*, order: Order | int) -> QuerySet[OrderWallet]:
+    """The ids of every wallet the order issued (live or void), as a subquery for the
+    wallets services: no statement of its own."""
+    return OrderWallet.objects.filter(order=order).values("wallet_id")
+
+
+def unminted_shells(*, order: Order) -> list[Shell]:
+    """The order's live wallets still to be minted, each with its line, in line order then
+    position; one query."""
+    links = (
+        OrderWallet.objects.filter(
+            order=order, line__isnull=False, wallet__destroyed_at__isnull=True, wallet__minted_at__isnull=True
+        )
+        .select_related("wallet")
+        .order_by("line_id", "wallet__position")
+    )
+    return [Shell(line_pk=link.line_id, wallet=link.wallet) for link in links]
 
 
 def parse_order_id(value: str) -> uuid.UUID | None:

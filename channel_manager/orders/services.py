@@ -8,19 +8,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from catalog.models import Item, ItemType
 from catalog.selectors import cached_items_by_code, get_venue, items_by_code, venue_today
-from catalog.services import release_capacity
 from channel_manager.kernel.errors import ValidationFailed
 from channel_manager.kernel.models import Partner
 from channel_manager.orders import scheduling, state
 from channel_manager.orders.errors import DuplicateOrder, InvalidState, OrderNotFound, ReferenceInUse
-from channel_manager.orders.models import Order, OrderLine, OrderStatus, is_no_op, operation_allowed
+from channel_manager.orders.models import Order, OrderLine, OrderStatus, OrderWallet, is_no_op, operation_allowed
+from channel_manager.orders.selectors import order_wallet_ids
 from wallets.models import Wallet
-from wallets.services import destroy_order_wallets
+from wallets.services import (
+    HolderSnapshot,
+    create_shells,
+    delete_wallets,
+    destroy_wallets_and_release,
+    validate_wallets,
+)
 
 # --------------------------------------------------------------------------------------------
 # Orders
@@ -131,7 +137,7 @@ def _check_references_free(*, partner: Partner, lines: tuple[LineInput, ...], or
         return
     taken = Wallet.objects.filter(partner=partner, destroyed_at__isnull=True, external_reference_number__in=list(where))
     if order is not None:
-        taken = taken.exclude(order=order)
+        taken = taken.exclude(pk__in=order_wallet_ids(order=order))
     in_use = sorted(taken.values_list("external_reference_number", flat=True))
     if in_use:
         raise ReferenceInUse(
@@ -141,8 +147,9 @@ def _check_references_free(*, partner: Partner, lines: tuple[LineInput, ...], or
 
 
 def _write_lines_and_wallets(*, order: Order, lines: tuple[LineInput, ...], items: dict[str, Item]) -> None:
-    """Bulk-insert the lines and their wallet shells: two INSERTs whatever the order's size.
-    Leaves them on the order as `live_lines` / `live_wallets`, ready to render."""
+    """Insert the wallet shells, then the lines with the links to their wallets: two statements
+    whatever the order's size (three off PostgreSQL). Leaves them on the order as `live_lines`
+    / `live_wallet_links`, ready to render."""
     line_rows = [
         OrderLine(
             order=order,
@@ -162,21 +169,71 @@ def _write_lines_and_wallets(*, order: Order, lines: tuple[LineInput, ...], item
         )
         for i, line in enumerate(lines)
     ]
-    OrderLine.objects.bulk_create(line_rows)
-    wallet_rows = []
-    for line_row in line_rows:
-        refs = line_row.external_reference_numbers
-        for position in range(wallets_issued_by(line_row.item_type, line_row.quantity)):
-            ref = refs[position] if refs else None
-            wallet_rows.append(
-                Wallet(
-                    order=order, line=line_row, partner_id=order.partner_id, position=position,
-                    external_reference_number=ref, wallet_reference_number=ref,
-                )
-            )
-    Wallet.objects.bulk_create(wallet_rows)
+    shells = create_shells(
+        partner_pk=order.partner_id,
+        snapshot=HolderSnapshot.of_customer(
+            order.customer,
+            sell_to_order_reference=order.sell_to_order_reference,
+            buy_from_order_reference=order.buy_from_order_reference,
+        ),
+        references=[
+            [
+                line_row.external_reference_numbers[position] if line_row.external_reference_numbers else None
+                for position in range(wallets_issued_by(line_row.item_type, line_row.quantity))
+            ]
+            for line_row in line_rows
+        ],
+    )
+    _insert_lines_and_links(order=order, line_rows=line_rows, shells=shells)
     order.live_lines = line_rows
-    order.live_wallets = wallet_rows
+    order.live_wallet_links = [
+        OrderWallet(order=order, line=line_row, wallet=wallet)
+        for line_row, wallets in zip(line_rows, shells, strict=True)
+        for wallet in wallets
+    ]
+
+
+def _insert_lines_and_links(*, order: Order, line_rows: list[OrderLine], shells: list[list[Wallet]]) -> None:
+    """Insert the lines and link each to its wallets (`shells[i]` are line i's), setting the
+    lines' pks. On PostgreSQL one statement: the links are written by a second INSERT in the
+    same WITH, joined to the new lines on their line numbers, so that linking wallets costs
+    createOrder no statement."""
+    connection = connections[OrderLine.objects.db]
+    if connection.vendor != "postgresql":
+        OrderLine.objects.bulk_create(line_rows)
+        OrderWallet.objects.bulk_create(
+            OrderWallet(order=order, line=line_row, wallet=wallet)
+            for line_row, wallets in zip(line_rows, shells, strict=True)
+            for wallet in wallets
+        )
+        return
+    qn = connection.ops.quote_name
+    fields = [f for f in OrderLine._meta.concrete_fields if not f.primary_key]
+    params: list[Any] = []
+    for line_row in line_rows:
+        params.extend(f.get_db_prep_save(f.pre_save(line_row, add=True), connection) for f in fields)
+    link_numbers = [line_row.line_number for line_row, wallets in zip(line_rows, shells, strict=True) for _ in wallets]
+    link_wallets = [wallet.pk for wallets in shells for wallet in wallets]
+    params.extend([order.pk, link_numbers, link_wallets])
+    pk, number = qn(OrderLine._meta.pk.column), qn(OrderLine._meta.get_field("line_number").column)
+    link = OrderWallet._meta
+    values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(line_rows))
+    sql = (
+        f"WITH new_lines AS (INSERT INTO {qn(OrderLine._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES {values} RETURNING {pk}, {number}), "
+        f"new_links AS (INSERT INTO {qn(link.db_table)} ({qn(link.get_field('order').column)}, "
+        f"{qn(link.get_field('line').column)}, {qn(link.get_field('wallet').column)}) "
+        f"SELECT %s, new_lines.{pk}, w.wallet_id FROM new_lines "
+        f"JOIN unnest(%s::integer[], %s::bigint[]) AS w(line_number, wallet_id) ON w.line_number = new_lines.{number}) "
+        f"SELECT {pk}, {number} FROM new_lines"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        pks = dict((line_number, line_pk) for line_pk, line_number in cursor.fetchall())
+    for line_row in line_rows:
+        line_row.pk = pks[line_row.line_number]
+        line_row._state.adding = False
+        line_row._state.db = connection.alias
 
 
 def _partner_actor(partner: Partner) -> str:
@@ -230,10 +287,8 @@ def _lock(order: Order) -> Order:
 
 
 def _destroy_wallets(order: Order) -> None:
-    """Destroy the order's live wallets and give back the capacity they held."""
-    claims = destroy_order_wallets(order=order)
-    if claims:
-        release_capacity(claims=claims)
+    """Make the order's live wallets void and give back the capacity they held."""
+    destroy_wallets_and_release(wallet_ids=order_wallet_ids(order=order))
 
 
 @transaction.atomic
@@ -251,6 +306,7 @@ def confirm_order(*, order: Order, payment_reference: str, actor: str | None = N
         order, OrderStatus.ISSUED, actor=actor or _partner_actor(order.partner), message="confirmed",
         also_save=["payment_reference", "issued_at"], at=now,
     )
+    validate_wallets(wallet_ids=order_wallet_ids(order=order))
     return order
 
 
@@ -304,5 +360,6 @@ def delete_order(*, order: Order, actor: str | None = None, reason: str = "") ->
             message=reason or "cancelled", also_save=["cancelled_at"], at=now,
         )
         return order
+    delete_wallets(wallet_ids=order_wallet_ids(order=order))  # gone with the order, as its links
     order.delete()
     return None

@@ -137,9 +137,9 @@ def order_search_q(term: str) -> Q:
     pk = parse_buy_from_reference(term)
     if pk is not None:
         q |= Q(pk=pk)
-    q |= Q(pk__in=Wallet.objects.filter(wallet_reference_number=term).values("order_id"))
-    q |= Q(pk__in=Wallet.objects.filter(external_reference_number=term).values("order_id"))
-    q |= Q(pk__in=Asset.objects.filter(asset_number=term).values("wallet__order_id"))
+    q |= Q(pk__in=Wallet.objects.filter(wallet_reference_number=term).values("order_link__order_id"))
+    q |= Q(pk__in=Wallet.objects.filter(external_reference_number=term).values("order_link__order_id"))
+    q |= Q(pk__in=Asset.objects.filter(asset_number=term).values("wallet__order_link__order_id"))
     return q
 
 
@@ -170,13 +170,16 @@ def order_sections(order: Order) -> dict[str, Any]:
     lines = list(order.lines.order_by("line_number"))
     line_numbers = {line.pk: line.line_number for line in lines}
     wallets = list(
-        Wallet.objects.filter(order=order)
-        .annotate(destroyed=Case(When(destroyed_at__isnull=True, then=Value(0)), default=Value(1)))
-        .order_by("destroyed", "line_id", "position", "id")
+        Wallet.objects.filter(order_link__order=order)
+        .annotate(
+            destroyed=Case(When(destroyed_at__isnull=True, then=Value(0)), default=Value(1)),
+            line_pk=F("order_link__line_id"),
+        )
+        .order_by("destroyed", "line_pk", "position", "id")
         .prefetch_related(Prefetch("assets", queryset=Asset.objects.order_by("position", "id")))
     )
     for wallet in wallets:
-        wallet.line_number = line_numbers.get(wallet.line_id)
+        wallet.line_number = line_numbers.get(wallet.line_pk)
         live = wallet.destroyed_at is None and wallet.manifest_token
         wallet.manifest = manifest_url(wallet.manifest_token) if live else None
     return {
