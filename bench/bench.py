@@ -272,13 +272,14 @@ def floor_phase(seconds: int, connections: int, day: str, pgss: bool) -> dict:
     port = free_port()
     gunicorn = start_gunicorn(port, app_env(DJANGO_SETTINGS_MODULE="bench.floor.settings"), app=FLOOR_WSGI)
     try:
-        wrk_script(port, "floor.lua", "/floor", 3, connections, ["WARM", PARTNER_ID, day])
+        wrk_script(port, "create_order.lua", "/floor", 3, connections, ["WARM", PARTNER_ID, "-", day, "/floor", "201"])
         wait_quiet("WARM-", count_query=FLOOR_ROWS_LIKE)
         if pgss:
             reset_statements()
         meter = CpuMeter(gunicorn.pid)
         before = meter.snapshot()
-        data = wrk_script(port, "floor.lua", "/floor", seconds, connections, ["FLOOR", PARTNER_ID, day])
+        data = wrk_script(port, "create_order.lua", "/floor", seconds, connections,
+                           ["FLOOR", PARTNER_ID, "-", day, "/floor", "201"])
         inserted = wait_quiet("FLOOR-", count_query=FLOOR_ROWS_LIKE)
         cpu = CpuMeter.split(before, meter.snapshot())
     finally:
@@ -314,9 +315,9 @@ def intake_phase(port: int, key: str, seconds: int, connections: int, dates: lis
     # Statements, CPU and rows include the requests wrk left queued; all are divided by them.
     accepted = wait_quiet("INTAKE-")
     cpu = CpuMeter.split(before, meter.snapshot())
-    handled = max(1, data["requests"], accepted + data["non202"])
+    handled = max(1, data["requests"], accepted + data["unexpected"])
     result = wrk_figures(data, cpu, handled, connections)
-    result.update(non202=data["non202"], accepted_rows=accepted)
+    result.update(non202=data["unexpected"], accepted_rows=accepted)
     if pgss:
         calls, without_tx = statement_calls()
         result["statements_per_request"] = calls / handled

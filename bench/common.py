@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from channel_manager.kernel.net import port_answers
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CATALOG = REPO / "catalog" / "data" / "demo_catalog.json"
@@ -57,13 +59,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-
-def port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def venue_today() -> dt.date:

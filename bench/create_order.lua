@@ -1,7 +1,10 @@
--- wrk script: createOrder with a unique body per request.
+-- wrk script: createOrder with a unique body per request (also the floor's load: same body).
 --
 --   wrk -t2 -c32 -d20s --latency -s bench/create_order.lua http://127.0.0.1:PORT \
---       -- RUN_ID PARTNER_ID API_KEY DATE1,DATE2,...
+--       -- RUN_ID PARTNER_ID API_KEY DATE1,DATE2,... [PATH [EXPECTED_STATUS]]
+--
+-- PATH defaults to /channelManager and EXPECTED_STATUS to 202; API_KEY "-" sends no
+-- Authorization header (the floor, bench/floor, has none).
 --
 -- Each request is the benchmark's 3-line, 6-wallet order (2 DAY-ADULT, 1 FAMILY-GROUP of 3,
 -- 3 PARK-AND-SHOW) with sellToOrderReference RUN_ID-<thread>-<counter>, so no two requests of a
@@ -36,11 +39,15 @@ function init(args)
   partner_id = args[2]
   dates = split(args[4], ",")
   counter = 0
-  non202 = 0
+  path = args[5] or "/channelManager"
+  expected = tonumber(args[6] or "202")
+  unexpected = 0
   statuses = {}
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
-  wrk.headers["Authorization"] = "Bearer " .. args[3]
+  if args[3] ~= "-" then
+    wrk.headers["Authorization"] = "Bearer " .. args[3]
+  end
 end
 
 function request()
@@ -50,22 +57,22 @@ function request()
   local day = dates[(n % #dates) + 1]
   local slot = (math.floor(n / #dates) % 2 == 0) and "19:30" or "21:00"
   local body = string.format(template, partner_id, ref, ref, day, day, day, slot)
-  return wrk.format("POST", "/channelManager", nil, body)
+  return wrk.format("POST", path, nil, body)
 end
 
 function response(status, headers, body)
-  if status ~= 202 then
-    non202 = non202 + 1
+  if status ~= expected then
+    unexpected = unexpected + 1
     local key = "s" .. status
     statuses[key] = (statuses[key] or 0) + 1
   end
 end
 
 function done(summary, latency, requests)
-  local total_non202 = 0
+  local total_unexpected = 0
   local by_status = {}
   for _, thread in ipairs(threads) do
-    total_non202 = total_non202 + thread:get("non202")
+    total_unexpected = total_unexpected + thread:get("unexpected")
     local counts = thread:get("statuses")
     for key, count in pairs(counts) do
       by_status[key] = (by_status[key] or 0) + count
@@ -77,10 +84,10 @@ function done(summary, latency, requests)
   end
   local errors = summary.errors
   io.write(string.format(
-    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"non202":%d,"statuses":{%s},'
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"unexpected":%d,"statuses":{%s},'
       .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
       .. '"latency_us":{"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p999":%d}}\n',
-    summary.requests, summary.duration, summary.bytes, total_non202, table.concat(parts, ","),
+    summary.requests, summary.duration, summary.bytes, total_unexpected, table.concat(parts, ","),
     errors.connect, errors.read, errors.write, errors.status, errors.timeout,
     latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), latency:percentile(99.9)))

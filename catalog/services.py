@@ -26,8 +26,9 @@ from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from catalog.loading import CatalogInvalid, load_catalog
+from catalog.loading import load_catalog
 from catalog.models import Capacity, Item
+from catalog.specs import CatalogInvalid
 from channel_manager.kernel.errors import Conflict, ValidationFailed
 
 CapacityKey = tuple[int, dt.date, dt.time | None]

@@ -7,7 +7,7 @@ import datetime as dt
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from channel_manager.kernel.api import BadCursor, decode_cursor, encode_cursor
+from channel_manager.kernel.cursors import BadCursor, decode_cursor, encode_cursor
 from channel_manager.kernel.models import Partner
 from notifications.models import Event, Subscription
 

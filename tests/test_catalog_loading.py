@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from catalog.loading import CatalogInvalid, load_catalog
+from catalog.loading import load_catalog
 from catalog.models import (
     Capacity,
     Item,
@@ -27,6 +27,7 @@ from catalog.models import (
     Venue,
 )
 from catalog.selectors import VenueInfo, clear_venue_cache, get_venue, items_by_code, venue_today
+from catalog.specs import CatalogInvalid
 from tests.factories import CapacityFactory, ItemFactory, PackageComponentFactory, VenueFactory
 
 pytestmark = pytest.mark.django_db

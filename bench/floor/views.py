@@ -16,7 +16,7 @@ class CustomerSerializer(serializers.Serializer):
 
 
 class FloorSerializer(serializers.Serializer):
-    """The flat part of the intake's order body (bench/floor.lua sends the same body); the items
+    """The flat part of the intake's order body (bench/create_order.lua sends the same body); the items
     are not declared, so DRF ignores them: the floor parses them but validates no catalog."""
 
     partnerId = serializers.CharField(max_length=64)

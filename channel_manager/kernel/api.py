@@ -1,11 +1,9 @@
 """What every partner API view shares: body parsing into problem+json validation errors, strict
-fields, the cursor codec of keyset paging, and the documented problem responses and
+fields, and the documented problem responses and
 Idempotency-Key header (orders, catalog, notifications)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 from typing import Any
 
@@ -92,30 +90,3 @@ class RFC3339Field(serializers.Field):
 
     def to_representation(self, value: dt.datetime) -> str:
         return value.isoformat()
-
-
-# ---- keyset paging ----------------------------------------------------------------------------
-
-CURSOR_ERROR = {"field": "cursor", "message": "Not a cursor this API returned."}
-
-
-class BadCursor(ValueError):
-    """Not a cursor this API returned (or one of another list)."""
-
-
-def encode_cursor(kind: str, *parts: object) -> str:
-    """An opaque cursor naming the last row of a page: `kind` tells lists apart."""
-    raw = "|".join([kind, *(str(part) for part in parts)])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, kind: str, count: int) -> list[str]:
-    """The `count` parts of a cursor of this kind; BadCursor for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadCursor(cursor) from None
-    found, *parts = raw.split("|")
-    if found != kind or len(parts) != count:
-        raise BadCursor(cursor)
-    return parts

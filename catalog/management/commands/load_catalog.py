@@ -7,7 +7,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.loading import CatalogInvalid, load_catalog
+from catalog.loading import load_catalog
+from catalog.specs import CatalogInvalid
 
 
 class Command(BaseCommand):

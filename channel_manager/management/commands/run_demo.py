@@ -28,6 +28,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
+from channel_manager.kernel.net import port_answers
+
 # How long the children get to stop after a signal before they are killed.
 STOP_TIMEOUT_SECONDS = 8.0
 READY_TIMEOUT_SECONDS = 60.0
@@ -62,13 +64,6 @@ def port_is_free(port: int) -> bool:
             return False
     return True
 
-
-def port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class Command(BaseCommand):

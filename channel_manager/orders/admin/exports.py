@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import tempfile
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 
-from channel_manager.orders.admin.forms import (
-    ExportForm,
-)
+from channel_manager.orders.admin.forms import ExportForm
 from channel_manager.orders.exports import CSV_CONTENT_TYPE, XLSX_CONTENT_TYPE, OrderLinesExporter, export_summary
 
 EXPORT_PERMISSION = "channel_manager.export_orders"
-VIEW_API_KEYS = "channel_manager.view_apikey"
-
-# An order in flight untouched this long "needs attention" (issuance takes seconds).
-LONG_IN_FLIGHT_SECONDS = getattr(settings, "ADMIN_LONG_IN_FLIGHT_SECONDS", 60)
 
 
 class OrderExportMixin:

@@ -3,7 +3,6 @@ switching a partnership off and on, all through channel_manager.kernel.partners.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE
 from django.contrib.admin.utils import unquote
@@ -29,11 +28,7 @@ from channel_manager.orders.admin.forms import (
     PartnerCreateForm,
 )
 
-EXPORT_PERMISSION = "channel_manager.export_orders"
 VIEW_API_KEYS = "channel_manager.view_apikey"
-
-# An order in flight untouched this long "needs attention" (issuance takes seconds).
-LONG_IN_FLIGHT_SECONDS = getattr(settings, "ADMIN_LONG_IN_FLIGHT_SECONDS", 60)
 
 
 class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -12,15 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channel_manager.kernel.api import (
-    CURSOR_ERROR,
-    IDEMPOTENCY_HEADER,
-    BadCursor,
-    decode_cursor,
-    encode_cursor,
-    parse_body,
-    problem_responses,
-)
+from channel_manager.kernel.api import IDEMPOTENCY_HEADER, parse_body, problem_responses
+from channel_manager.kernel.cursors import CURSOR_ERROR, BadCursor, decode_cursor, encode_cursor
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import Problem, flatten_errors, validation_problem
 from channel_manager.orders import selectors, services
