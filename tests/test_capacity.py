@@ -9,19 +9,12 @@ import pytest
 from django.db import connection, transaction
 
 from catalog.models import Capacity
-from catalog.selectors import clear_venue_cache, venue_today
+from catalog.selectors import venue_today
 from catalog.services import CapacityClaim, CapacityExceeded, release_capacity, reserve_capacity
 from tests.factories import CapacityFactory, ItemFactory, TimeSlotFactory
 
 T1930 = dt.time(19, 30)
 T2100 = dt.time(21, 0)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_venue_cache():
-    clear_venue_cache()
-    yield
-    clear_venue_cache()
 
 
 @pytest.fixture

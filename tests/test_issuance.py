@@ -41,13 +41,6 @@ T2100 = dt.time(21, 0)
 _refs = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_venue_cache():
-    clear_venue_cache()
-    yield
-    clear_venue_cache()
-
-
 @pytest.fixture
 def day() -> dt.date:
     return venue_today() + dt.timedelta(days=30)

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.processes import kill_process_group
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,11 +164,7 @@ class Demo:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
+        kill_process_group(self.process)
 
 
 @pytest.fixture

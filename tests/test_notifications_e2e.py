@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from notifications.models import Delivery, DeliveryState, Event
 from notifications.signing import verify_signature
 from notifications.tasks import DELIVER_DUE_SCHEDULE_NAME
 from tests.factories import SubscriptionFactory
+from tests.processes import kill_process_group
 from tests.test_notifications_delivery import Receiver, publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -86,12 +86,7 @@ class Cluster:
 
     def kill(self) -> None:
         """kill -9 the whole cluster: guard, workers, monitor, pusher."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait(timeout=10)
+        kill_process_group(self.process)
 
 
 @pytest.fixture

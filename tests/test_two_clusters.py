@@ -22,7 +22,7 @@ from catalog.selectors import clear_venue_cache, venue_today
 from channel_manager.ops import health
 from channel_manager.orders.models import IN_FLIGHT, Order, OrderStatus
 from channel_manager.orders.services import LineInput
-from tests.test_worker_e2e import Cluster, assert_each_order_settled_exactly_once, submit
+from tests.test_worker_e2e import Cluster, assert_each_order_settled_exactly_once, submit_mixed
 from wallets.models import Asset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -76,7 +76,7 @@ def wait_for(condition, what: str, clusters: list[Cluster], timeout: float) -> N
 
 def test_two_clusters_share_one_queue_and_issue_every_order_exactly_once(partner, catalog):
     day = venue_today() + dt.timedelta(days=21)
-    t1930, t2100 = dt.time(19, 30), dt.time(21, 0)  # 200 places each: 150 and 75 are sold here
+    t2100 = dt.time(21, 0)  # 200 places in each show slot: 150 at 19:30 and 75 at 21:00 are sold here
     Item.objects.filter(item_id="FAMILY-GROUP").update(sale_until=day - dt.timedelta(days=1))  # → Error
     OrmQ.objects.all().delete()
     # No scheduler has run for ten minutes: /readyz says so until one of the clusters runs.
@@ -94,17 +94,9 @@ def test_two_clusters_share_one_queue_and_issue_every_order_exactly_once(partner
         clusters.append(Cluster(**env))
         wait_for(lambda: all("running." in log_text(c) for c in clusters), "both clusters to start", clusters, 60)
 
-        orders = []
-        for i in range(ORDERS):
-            kind = i % 4
-            if kind == 0:
-                orders.append(submit(partner, LineInput("DAY-ADULT", 1 + i % 3, day)))
-            elif kind == 1:
-                orders.append(submit(partner, LineInput("PARK-AND-SHOW", 2, day, t1930), payment=None))
-            elif kind == 2:
-                orders.append(submit(partner, LineInput("SHOW-EVENING", 1, day, t2100), LineInput("DAY-ADULT", 1, day)))
-            else:
-                orders.append(submit(partner, LineInput("FAMILY-GROUP", 4, day)))
+        orders = submit_mixed(partner, day, ORDERS, show=(
+            lambda i: [LineInput("SHOW-EVENING", 1, day, t2100), LineInput("DAY-ADULT", 1, day)]
+        ))
         wait_for(lambda: not Order.objects.filter(status__in=IN_FLIGHT).exists(), "every order to settle",
                  clusters, 180)
         # The schedulers run about every 30 s in each cluster.

@@ -11,7 +11,6 @@ import collections
 import datetime as dt
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from channel_manager.orders.models import IN_FLIGHT, Order, OrderStatus, OrderSt
 from channel_manager.orders.services import LineInput, OrderInput, create_order, wallets_issued_by
 from channel_manager.orders.tasks import sweep_stuck_orders
 from notifications.models import Event
+from tests.processes import kill_process_group
 from wallets.models import Asset, Wallet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -74,15 +74,7 @@ class Cluster:
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the cluster, its workers, monitor and pusher."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_process_group(self.process)
 
     def output(self) -> str:
         self.log.flush()
@@ -103,6 +95,23 @@ def submit(partner, *lines: LineInput, payment: str | None = "PAY") -> Order:
         order_input=OrderInput(sell_to_order_reference=f"E2E-{next(_refs):06d}", lines=lines,
                                payment_reference=payment),
     )
+
+
+def submit_mixed(partner, day: dt.date, count: int, *, show) -> list[Order]:
+    """A mix in fours: day tickets (Issued), a Draft package, `show(i)`'s lines (Issued), and a
+    family group (Error when it is not on sale that day)."""
+    orders = []
+    for i in range(count):
+        kind = i % 4
+        if kind == 0:
+            orders.append(submit(partner, LineInput("DAY-ADULT", 1 + i % 3, day)))
+        elif kind == 1:
+            orders.append(submit(partner, LineInput("PARK-AND-SHOW", 2, day, dt.time(19, 30)), payment=None))
+        elif kind == 2:
+            orders.append(submit(partner, *show(i)))
+        else:
+            orders.append(submit(partner, LineInput("FAMILY-GROUP", 4, day)))
+    return orders
 
 
 def wait_until(condition, *, timeout: float, cluster: Cluster, every: float = 0.2, tick=None) -> None:
@@ -168,18 +177,10 @@ def test_a_real_cluster_issues_submitted_orders(partner, catalog):
     t1930 = dt.time(19, 30)
     Item.objects.filter(item_id="FAMILY-GROUP").update(sale_until=day - dt.timedelta(days=1))
     with Cluster() as cluster:
-        orders = []
-        for i in range(20):
-            kind = i % 4
-            if kind == 0:
-                orders.append(submit(partner, LineInput("DAY-ADULT", 1 + i % 3, day)))
-            elif kind == 1:
-                orders.append(submit(partner, LineInput("PARK-AND-SHOW", 2, day, t1930), payment=None))
-            elif kind == 2:
-                orders.append(submit(partner, LineInput("SHOW-EVENING", 1, day, t1930),
-                                     LineInput("DAY-ADULT", 1, day, external_reference_numbers=(f"E2E-REF-{i}",))))
-            else:
-                orders.append(submit(partner, LineInput("FAMILY-GROUP", 4, day)))  # not on sale: Error
+        orders = submit_mixed(partner, day, 20, show=(
+            lambda i: [LineInput("SHOW-EVENING", 1, day, t1930),
+                       LineInput("DAY-ADULT", 1, day, external_reference_numbers=(f"E2E-REF-{i}",))]
+        ))
 
         wait_until(lambda: in_flight() == 0, timeout=60, cluster=cluster)
 
