@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
@@ -191,6 +191,52 @@ def reserve_capacity(*, claims: Iterable[CapacityClaim]) -> None:
             )
         taken[claim.key] = already + claim.quantity
     _add_to_sold(rows, totals)
+
+
+def reserve_capacity_groups(
+    *, groups: Sequence[tuple[Hashable, Sequence[CapacityClaim]]]
+) -> dict[Hashable, CapacityExceeded]:
+    """Reserve for many callers at once (e.g. a batch of orders), each group all or nothing,
+    inside the caller's transaction; returns the groups that did not fit, with the exceeded
+    claim as reserve_capacity would raise it for that group alone at that point.
+
+    Groups are served in the order given (first come, first served); a group that does not fit
+    takes nothing and does not stop the others. Every row involved is locked once, in the
+    global order, and sold is updated in one UPDATE: the cost does not grow with the groups.
+    """
+    _require_atomic()
+    merged = [(name, *_merge(claims)) for name, claims in groups]
+    all_keys = {key for _, _, totals in merged for key in totals}
+    if not all_keys:
+        return {}
+    ordered_keys = sorted(all_keys, key=_sort_key)
+    initial = _initial_capacities(ordered_keys)
+    Capacity.objects.bulk_create(
+        [
+            Capacity(item_id=key[0], visit_date=key[1], visit_time=key[2], capacity=initial[key], sold=0)
+            for key in ordered_keys
+        ],
+        ignore_conflicts=True,
+    )
+    rows = _lock_rows(ordered_keys)
+    granted: dict[CapacityKey, int] = {}  # taken by the groups served so far
+    refused: dict[Hashable, CapacityExceeded] = {}
+    for name, claim_list, totals in merged:
+        taken: dict[CapacityKey, int] = {}
+        for claim in claim_list:
+            row = rows[claim.key]
+            already = granted.get(claim.key, 0) + taken.get(claim.key, 0)
+            if row.capacity is not None and row.sold + already + claim.quantity > row.capacity:
+                refused[name] = CapacityExceeded(
+                    claim=claim, capacity=row.capacity, remaining=max(row.capacity - row.sold - already, 0)
+                )
+                break
+            taken[claim.key] = taken.get(claim.key, 0) + claim.quantity
+        else:
+            for key, quantity in totals.items():
+                granted[key] = granted.get(key, 0) + quantity
+    _add_to_sold(rows, granted)
+    return refused
 
 
 def release_capacity(*, claims: Iterable[CapacityClaim]) -> None:

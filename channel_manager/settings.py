@@ -143,6 +143,10 @@ IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 60)
 ISSUANCE_STUCK_SECONDS = env_int("ISSUANCE_STUCK_SECONDS", 120)
 # An order whose issuance started this many times without finishing (a crash loop) settles in Error.
 ISSUANCE_MAX_ATTEMPTS = env_int("ISSUANCE_MAX_ATTEMPTS", 5)
+# Issuance claims due orders in batches of this many; a run stops claiming after this long
+# (well inside the task timeout) and queues its successor.
+ISSUANCE_BATCH_SIZE = env_int("ISSUANCE_BATCH_SIZE", 50)
+ISSUANCE_RUN_SECONDS = env_int("ISSUANCE_RUN_SECONDS", 20)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["channel_manager.kernel.authentication.PartnerApiKeyAuthentication"],

@@ -7,7 +7,8 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -50,37 +51,67 @@ def body_bytes(event: Event) -> bytes:
 # ---- publishing ---------------------------------------------------------------------------
 
 
-def publish_event(*, event_type: str, partner_pk: int, subject_id: str, payload: dict[str, Any]) -> Event:
-    """Record an event in the caller's transaction; delivery starts after commit. Call it inside
-    the transaction that makes the change the event announces, so a rollback announces nothing.
+@dataclass(frozen=True)
+class EventSpec:
+    """One event to publish: the partner it is for, what it is about, and its data."""
 
-    Writes the event and one pending delivery per active subscription of the partner to this
-    event type; after commit a django-q task sends them. Should the task never be queued or
-    its worker die, the periodic deliver_due sends them anyway: the rows are the outbox."""
-    now = timezone.now()
-    event_id = uuid.uuid4()
-    subscription_pks = list(
-        Subscription.objects.filter(partner_id=partner_pk, event_type=event_type, active=True).values_list(
-            "pk", flat=True
-        )
+    partner_pk: int
+    subject_id: str
+    payload: dict[str, Any]
+
+
+def publish_event(*, event_type: str, partner_pk: int, subject_id: str, payload: dict[str, Any]) -> Event:
+    """Record an event in the caller's transaction; delivery starts after commit (see
+    publish_events)."""
+    (event,) = publish_events(
+        event_type=event_type, events=[EventSpec(partner_pk=partner_pk, subject_id=subject_id, payload=payload)]
     )
-    event = Event.objects.create(
-        event_id=event_id,
-        event_type=event_type,
-        partner_id=partner_pk,
-        subject_id=subject_id,
-        payload=payload,
-        body=event_body(event_id=event_id, event_type=event_type, created_at=now, payload=payload),
-        created_at=now,
-        delivery_state=DeliveryState.PENDING if subscription_pks else DeliveryState.NONE,
-    )
-    if subscription_pks:
-        Delivery.objects.bulk_create(
-            Delivery(event=event, subscription_id=pk, state=DeliveryState.PENDING, next_attempt_at=now, created_at=now)
-            for pk in subscription_pks
-        )
-        enqueue_after_commit(event.pk)
     return event
+
+
+def publish_events(*, event_type: str, events: Sequence[EventSpec]) -> list[Event]:
+    """Record events in the caller's transaction; delivery starts after commit. Call it inside
+    the transaction that makes the change the events announce, so a rollback announces nothing.
+
+    Writes the events and one pending delivery per active subscription of each event's partner
+    to this event type (three statements whatever the number of events); after commit a
+    django-q task per event with deliveries sends them. Should a task never be queued or its
+    worker die, the periodic deliver_due sends them anyway: the rows are the outbox."""
+    if not events:
+        return []
+    now = timezone.now()
+    subscriptions: dict[int, list[int]] = {}
+    for partner_pk, pk in Subscription.objects.filter(
+        partner_id__in={spec.partner_pk for spec in events}, event_type=event_type, active=True
+    ).order_by("pk").values_list("partner_id", "pk"):
+        subscriptions.setdefault(partner_pk, []).append(pk)
+    rows = []
+    for spec in events:
+        event_id = uuid.uuid4()
+        rows.append(Event(
+            event_id=event_id,
+            event_type=event_type,
+            partner_id=spec.partner_pk,
+            subject_id=spec.subject_id,
+            payload=spec.payload,
+            body=event_body(event_id=event_id, event_type=event_type, created_at=now, payload=spec.payload),
+            created_at=now,
+            delivery_state=DeliveryState.PENDING if subscriptions.get(spec.partner_pk) else DeliveryState.NONE,
+        ))
+    created = Event.objects.bulk_create(rows)
+    if any(event.pk is None for event in created):  # a backend that does not return keys
+        created = list(Event.objects.filter(event_id__in=[event.event_id for event in rows]).order_by("pk"))
+    deliveries = [
+        Delivery(event=event, subscription_id=pk, state=DeliveryState.PENDING, next_attempt_at=now, created_at=now)
+        for event in created
+        for pk in subscriptions.get(event.partner_id, ())
+    ]
+    if deliveries:
+        Delivery.objects.bulk_create(deliveries)
+        for event in created:
+            if subscriptions.get(event.partner_id):
+                enqueue_after_commit(event.pk)
+    return created
 
 
 def enqueue_after_commit(event_pk: int) -> None:

@@ -241,17 +241,37 @@ def test_create_records_submitted_in_the_status_history(client, catalog, partner
     assert (scheduled.from_status, scheduled.to_status) == ("Submitted", "Scheduled")
 
 
-def test_create_queues_issuance_in_the_same_transaction(client, catalog, django_capture_on_commit_callbacks):
+def test_create_queues_issuance_in_the_same_transaction_and_kicks_a_run_after_commit(
+    client, catalog, django_capture_on_commit_callbacks
+):
     from django_q.models import OrmQ
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = post(client, order_body())
-    assert callbacks == []  # nothing left for after commit that could fail
     assert response.json()["status"] == "Submitted"
-    assert OrmQ.objects.count() == 1
     order = Order.objects.get(order_id=response.json()["orderId"])
+    # On the queue (the orders table) with the order itself; the run is asked for after commit.
     assert order.status == OrderStatus.SCHEDULED
     assert [c.to_status for c in order.status_changes.order_by("id")] == ["Submitted", "Scheduled"]
+    assert OrmQ.objects.count() == 0
+    assert [callback.__name__ for callback in callbacks] == ["kick"]
+    callbacks[0]()
+    assert OrmQ.objects.count() == 1
+
+
+def test_a_burst_of_orders_queues_one_run_until_a_run_starts(client, catalog, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    from channel_manager.orders import scheduling
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for n in range(5):
+            assert post(client, order_body(sellToOrderReference=f"BURST-{n}")).status_code == 202
+    assert OrmQ.objects.count() == 1
+    scheduling.lower_signal()  # a run starts: the next order asks for another
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, order_body(sellToOrderReference="BURST-5"))
+    assert OrmQ.objects.count() == 2
 
 
 def test_a_create_that_fails_queues_nothing(client, catalog):

@@ -25,7 +25,7 @@ from catalog.selectors import clear_venue_cache, venue_today
 from catalog.services import CapacityClaim, reserve_capacity
 from channel_manager.orders import issuance, scheduling, tasks
 from channel_manager.orders.issuance import issue_order
-from channel_manager.orders.models import Order, OrderLine, OrderStatus, OrderStatusChange
+from channel_manager.orders.models import IssuanceSignal, Order, OrderLine, OrderStatus, OrderStatusChange
 from channel_manager.orders.selectors import order_wallet_ids, unminted_shells
 from channel_manager.orders.services import ComponentVisit, LineInput, OrderInput, create_order
 from notifications.models import Event
@@ -461,7 +461,7 @@ def test_an_unknown_order_is_nothing_to_do(db):
 def test_a_run_that_finds_the_order_processing_finishes_it(partner, catalog, day):
     """The worker died after step 1: the retried task carries on from Processing."""
     order = submit(partner, ln("DAY-ADULT", 2, day))
-    assert issuance._start(order.pk)  # step 1 only, as if the worker died then
+    assert issuance.start_processing(order_pks=[order.pk])  # step 1 only, as if the worker died then
 
     assert issue_order(order_pk=order.pk) == OrderStatus.ISSUED
 
@@ -476,7 +476,7 @@ def test_wallets_found_minted_are_not_minted_or_reserved_again(partner, catalog,
     """Defensive: minting and reserving happen in one transaction, so minted wallets already
     hold their capacity; a run that finds some minted mints (and reserves for) only the rest."""
     order = submit(partner, ln("DAY-ADULT", 3, day))
-    assert issuance._start(order.pk)
+    assert issuance.start_processing(order_pks=[order.pk])
     first_shell = Wallet.objects.filter(order_link__order=order).order_by("position").first()
     lines = list(OrderLine.objects.filter(order=order))
     items = {x.pk: catalog["DAY-ADULT"] for x in lines}
@@ -529,13 +529,13 @@ def test_each_settle_records_one_event_with_the_settled_order(partner, catalog, 
 
 def test_no_event_and_nothing_held_when_the_settle_transaction_rolls_back(partner, catalog, day):
     order = submit(partner, ln("DAY-ADULT", 2, day))
-    real_publish = issuance.publish_event
+    real_publish = issuance.publish_events
 
     def publish_then_die(**kwargs):
         real_publish(**kwargs)
         raise RuntimeError("worker died")
 
-    with mock.patch.object(issuance, "publish_event", side_effect=publish_then_die):
+    with mock.patch.object(issuance, "publish_events", side_effect=publish_then_die):
         with pytest.raises(RuntimeError):
             issue_order(order_pk=order.pk)
 
@@ -631,35 +631,33 @@ def test_sweeper_re_enqueues_stuck_orders_and_leaves_fresh_ones(
     settings.ISSUANCE_STUCK_SECONDS = 60
     dead_worker = submit(partner, ln("DAY-ADULT", 1, day))
     Order.objects.filter(pk=dead_worker.pk).update(status=OrderStatus.PROCESSING)
-    lost_task = submit(partner, ln("DAY-ADULT", 1, day))
-    Order.objects.filter(pk=lost_task.pk).update(status=OrderStatus.SCHEDULED)
     never_queued = submit(partner, ln("DAY-ADULT", 1, day))
+    Order.objects.filter(pk=never_queued.pk).update(status=OrderStatus.SUBMITTED)
     fresh = submit(partner, ln("DAY-ADULT", 1, day))
     Order.objects.filter(pk=fresh.pk).update(status=OrderStatus.PROCESSING)
     settled = submit(partner, ln("DAY-ADULT", 1, day))
     Order.objects.filter(pk=settled.pk).update(status=OrderStatus.ISSUED)
-    for order in (dead_worker, lost_task, never_queued, settled):
+    for order in (dead_worker, never_queued, settled):
         _age(order, 600)
     _age(fresh, 10)
 
     with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
         with django_capture_on_commit_callbacks(execute=True):
-            assert tasks.sweep_stuck_orders() == 3
+            assert tasks.sweep_stuck_orders() == 2
 
-    queued = sorted(c.args[1] for c in async_task.call_args_list)
-    assert queued == sorted([dead_worker.pk, lost_task.pk, never_queued.pk])
-    assert all(c.args[0] == scheduling.ISSUANCE_TASK for c in async_task.call_args_list)
+    # Back on the queue, and runs queued for it.
+    assert {c.args[0] for c in async_task.call_args_list} == {scheduling.ISSUE_DUE_TASK}
     statuses = dict(Order.objects.values_list("pk", "status"))
-    assert statuses[dead_worker.pk] == statuses[lost_task.pk] == statuses[never_queued.pk] == "Scheduled"
+    assert statuses[dead_worker.pk] == statuses[never_queued.pk] == "Scheduled"
     assert statuses[fresh.pk] == "Processing" and statuses[settled.pk] == "Issued"
     row = OrderStatusChange.objects.filter(order=dead_worker).latest("id")
     assert (row.from_status, row.to_status, row.actor, row.message) == (
         "Processing", "Scheduled", "sweeper", "re-enqueued by sweeper")
     assert OrderStatusChange.objects.filter(order=never_queued).latest("id").to_status == "Scheduled"
     recent = timezone.now() - dt.timedelta(seconds=5)
-    assert Order.objects.filter(pk__in=[dead_worker.pk, lost_task.pk], updated_at__gte=recent).count() == 2
+    assert Order.objects.filter(pk__in=[dead_worker.pk, never_queued.pk], updated_at__gte=recent).count() == 2
 
-    # Touched: the next sweep leaves them be.
+    # Touched: the next sweep leaves them be, and queues nothing.
     with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
         with django_capture_on_commit_callbacks(execute=True):
             assert tasks.sweep_stuck_orders() == 0
@@ -671,17 +669,19 @@ def test_sweeper_queues_real_tasks_that_issue_the_orders(
 ):
     settings.ISSUANCE_STUCK_SECONDS = 60
     order = submit(partner, ln("DAY-ADULT", 1, day))
-    assert issuance._start(order.pk)
+    assert issuance.start_processing(order_pks=[order.pk])
     _age(order, 600)
 
-    OrmQ.objects.all().delete()  # the task queued at submission was lost
+    OrmQ.objects.all().delete()  # the run queued at submission was lost
     with django_capture_on_commit_callbacks(execute=True):
         tasks.sweep_stuck_orders()
 
-    assert OrmQ.objects.count() == 1
-    assert issue(order).status == OrderStatus.ISSUED
-    assert order.issuance_attempts == 0  # the in-memory copy; the row says:
-    assert Order.objects.get(pk=order.pk).issuance_attempts == 2
+    (run,) = OrmQ.objects.all()
+    assert run.func() == scheduling.ISSUE_DUE_TASK
+    assert tasks.issue_due_orders_task() == 1
+    order.refresh_from_db()
+    assert order.status == OrderStatus.ISSUED
+    assert order.issuance_attempts == 2
 
 
 def test_sweeper_batches_are_bounded(partner, catalog, day, settings, django_capture_on_commit_callbacks):
@@ -806,24 +806,23 @@ def test_items_factory_timed_item_can_be_issued(partner, catalog, day):
     assert sold(slot_item, day, dt.time(10, 0)) == 2
 
 
-def test_sweeper_leaves_scheduled_orders_that_wait_behind_a_backlog(partner, catalog, day, settings):
-    settings.ISSUANCE_STUCK_SECONDS = 60
-    first = submit(partner, ln("DAY-ADULT", 1, day))  # its task is still waiting in the queue
-    behind = submit(partner, ln("DAY-ADULT", 1, day))
-    OrmQ.objects.update(lock=timezone.now() - dt.timedelta(seconds=900))  # queued long ago...
-    _age(behind, 600)  # ...and this one, queued after it, waits its turn
-    Order.objects.filter(pk=first.pk).update(status=OrderStatus.SCHEDULED,
-                                             updated_at=timezone.now() - dt.timedelta(seconds=1200))
-    with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
-        assert tasks.sweep_stuck_orders() == 1  # only `first`, queued before the oldest waiting task
-    assert [c.args[1] for c in async_task.call_args_list] == [first.pk]
-
-
-def test_sweeper_requeues_a_scheduled_order_once_nothing_waits_ahead_of_it(partner, catalog, day, settings):
+def test_sweeper_leaves_orders_that_wait_on_the_queue_briefly(partner, catalog, day, settings):
     settings.ISSUANCE_STUCK_SECONDS = 60
     order = submit(partner, ln("DAY-ADULT", 1, day))
-    OrmQ.objects.all().delete()  # its task was lost
-    _age(order, 600)
+    _age(order, 30)
     with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
-        assert tasks.sweep_stuck_orders() == 1
-    assert [c.args[1] for c in async_task.call_args_list] == [order.pk]
+        assert tasks.sweep_stuck_orders() == 0
+    async_task.assert_not_called()
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.SCHEDULED
+
+
+def test_sweeper_kicks_a_run_for_an_order_waiting_too_long_even_with_a_stale_signal(partner, catalog, day, settings):
+    settings.ISSUANCE_STUCK_SECONDS = 60
+    order = submit(partner, ln("DAY-ADULT", 1, day))
+    _age(order, 600)
+    IssuanceSignal.objects.create(raised_at=timezone.now() - dt.timedelta(seconds=600))  # its run was lost
+    with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
+        assert tasks.sweep_stuck_orders() == 0  # nothing to move: it is on the queue
+    assert [c.args[0] for c in async_task.call_args_list] == [scheduling.ISSUE_DUE_TASK]
+    assert IssuanceSignal.objects.get().raised_at > timezone.now() - dt.timedelta(seconds=5)
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.SCHEDULED

@@ -106,7 +106,7 @@ def test_the_logs_of_a_whole_order_lifecycle_hold_the_request_id_and_no_secret(
         assert re.fullmatch(r"[0-9a-f]{32}", replayed["X-Request-Id"])  # its own id, not the stored one
 
         issuance, delivery = run_queued_tasks()  # the issuance queues its event's delivery
-        assert issuance["func"] == scheduling.ISSUANCE_TASK
+        assert issuance["func"] == scheduling.ISSUE_DUE_TASK
         assert delivery["func"] == "notifications.tasks.deliver_event_task"
         assert issuance["kwargs"] == {"request_id": REQUEST_ID}
         assert delivery["kwargs"] == {"request_id": REQUEST_ID}
@@ -162,7 +162,8 @@ def test_the_logs_of_a_whole_order_lifecycle_hold_the_request_id_and_no_secret(
     issued = json_logs.where(logger="channel_manager.orders.issuance", request_id=REQUEST_ID)
     assert any(r["message"].endswith("settled Draft") and r["order_id"] == order_id for r in issued)
     ended = [r for r in issued if "issuance ended" in r["message"]]
-    assert ended and ended[0]["operation"] == "task:issue_order" and ended[0]["duration_ms"] >= 0
+    assert ended and ended[0]["operation"] == "task:issue_due_orders" and ended[0]["duration_ms"] >= 0
+    assert ended[0]["order_id"] == order_id
     delivered = json_logs.where(logger="notifications.delivery", request_id=REQUEST_ID)
     assert delivered and "delivered" in delivered[0]["message"]
     warned = {r["message"] for r in records if r["logger"] == "django.request"}
@@ -205,11 +206,12 @@ def _response():
     return HttpResponse("ok")
 
 
+@pytest.mark.django_db
 def test_queued_tasks_carry_the_request_id_of_the_request_that_queued_them():
     with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
         with log_context(request_id="req-7"):
-            scheduling.queue_issuance_task(41)
-        scheduling.queue_issuance_task(42)
+            assert scheduling.kick(force=True)
+        assert scheduling.kick(force=True)
     first, second = async_task.call_args_list
     assert first.kwargs["request_id"] == "req-7"
     assert "request_id" not in second.kwargs  # nothing to carry: the call stays as it was

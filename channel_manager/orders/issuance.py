@@ -1,19 +1,28 @@
-"""Issuance: takes an order in flight to Draft, Issued or Error. The body of the worker task.
+"""Issuance: takes orders in flight to Draft, Issued or Error, many at a time. The body of the
+worker tasks.
 
-`issue_order` may run any number of times, also concurrently, for one order; it converges:
+The orders table is the queue (channel_manager.orders.scheduling). A run claims a batch of due
+orders and issues them with set-based statements; `issue_order` does the same for one order.
+Both may run any number of times, also concurrently, for the same orders; they converge:
 
-1. A short transaction takes the order's row lock and moves it to Processing (counting the
-   attempt), then commits, so that the partner sees Processing.
-2. A second transaction takes the lock again and, if the order is still Processing, checks
-   every line against the catalog, reserves capacity and mints the wallets inside a savepoint,
-   prices the order, settles it and records the `ota_cm_order_processed` event. Everything in
-   it commits together or not at all: a worker that dies leaves the order Processing with
-   nothing held, and the next run (a retried task, or the sweeper's) starts step 2 afresh.
+1. A short transaction claims the orders (row locks; SKIP LOCKED for the queue, so that
+   concurrent runs share it) and moves them to Processing, counting the attempt, then commits,
+   so that partners see Processing.
+2. A second transaction takes the locks again and, for the orders still Processing, checks
+   every line against the catalog, reserves the capacity of all of them at once (rows locked
+   once, in one global order: first come, first served, and an order that does not fit takes
+   nothing), mints the wallets (one UPDATE and one INSERT per validity), prices the lines,
+   settles every order (one UPDATE and one history INSERT per outcome) and records the
+   `ota_cm_order_processed` events. Everything in it commits together or not at all: a worker
+   that dies leaves its orders Processing with nothing held, and the sweeper's run starts step 2
+   afresh.
 
-The first failing check settles the order in Error with a message naming the line by its
-0-based JSON path and the reason, e.g. `items[2]: SHOW-EVENING has no 19:30 slot on 2026-12-24`.
-The savepoint is rolled back first, so an Error order holds no capacity and no minted assets
-(its wallet shells stay, unminted, so the partner still sees its references).
+An order that cannot be issued settles in Error with a message naming the line by its 0-based
+JSON path and the reason, e.g. `items[2]: SHOW-EVENING has no 19:30 slot on 2026-12-24`; it
+holds no capacity and no minted assets (its wallet shells stay, unminted, so the partner still
+sees its references), and it does not hold up the other orders of its batch. Should a batch
+fail for another reason (a bug, a database error), each of its orders is retried on its own,
+so one poisoned order cannot stall its neighbours.
 """
 
 from __future__ import annotations
@@ -22,22 +31,23 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import Item, ItemType
 from catalog.selectors import items_by_code, venue_today
-from catalog.services import CapacityClaim, CapacityExceeded, reserve_capacity
+from catalog.services import CapacityClaim, CapacityExceeded, reserve_capacity_groups
 from channel_manager.kernel.formats import hhmm
-from channel_manager.kernel.logs import add_log_context
 from channel_manager.orders import metrics, state
 from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, can_transition
 from channel_manager.orders.presenters import order_dict
-from channel_manager.orders.selectors import orders_with_contents, unminted_shells
-from notifications.services import publish_event
+from channel_manager.orders.selectors import orders_with_contents, unminted_shells_of
+from notifications.services import EventSpec, publish_events
 from wallets.models import WalletValidity
 from wallets.services import MintPlan, component_visits, is_timed, mint, plan_mint
 
@@ -62,19 +72,56 @@ class LineProblem(Exception):
 
 
 def issue_order(*, order_pk: int) -> str | None:
-    """Issue the order if it is in flight. Returns the status it settled in (Draft, Issued or
-    Error), or None when this run had nothing to do (no such order, or already settled)."""
+    """Issue one order if it is in flight (waiting for its lock if a run holds it). Returns the
+    status it settled in (Draft, Issued or Error), or None when this run had nothing to do (no
+    such order, or already settled)."""
+    return _run(lambda: start_processing(order_pks=[order_pk]), count_idle=True).get(order_pk)
+
+
+def issue_due_orders(*, limit: int | None = None) -> dict[int, str] | None:
+    """Claim up to `limit` due (Scheduled) orders, oldest first, skipping those another run
+    holds, and issue them. Returns {order pk: settled status}, or None when no order was due."""
+    limit = limit or settings.ISSUANCE_BATCH_SIZE
+    due = Order.objects.select_for_update(skip_locked=True).filter(status=OrderStatus.SCHEDULED).order_by("pk")
+    claimed: list[int] = []
+
+    def start() -> list[int]:
+        claimed.extend(_start(due[:limit]))
+        return claimed
+
+    settled = _run(start)
+    return settled if claimed else None
+
+
+def _run(start, *, count_idle: bool = False) -> dict[int, str]:
     started = time.monotonic()
-    result: str | None = "exception"
+    pks = start()
+    if not pks:
+        if count_idle:  # a retried or duplicate task for an order that has settled
+            metrics.observe_issuance(result=None, seconds=time.monotonic() - started)
+        return {}
     try:
-        result = _issue(order_pk) if _start(order_pk) else None
-        return result
-    finally:
-        seconds = time.monotonic() - started
-        metrics.observe_issuance(result=result, seconds=seconds)
-        if result is not None:
-            logger.info("order %s issuance ended in %s", order_pk, result,
-                        extra={"duration_ms": round(seconds * 1000, 1), "result": result})
+        settled = _issue(pks, started=started)
+    except Exception:
+        if len(pks) == 1:
+            metrics.observe_issuance(result="exception", seconds=time.monotonic() - started)
+            raise
+        # Something other than the orders' own content failed: issue each on its own, so that
+        # a poisoned order fails alone (it stays Processing; the sweeper retries it, counting).
+        logger.exception("a batch of %d orders failed; issuing them one by one", len(pks))
+        settled = {}
+        for order_pk in pks:
+            try:
+                settled.update(_issue([order_pk], started=started))
+            except Exception:
+                logger.exception("order %s: issuance failed", order_pk)
+                metrics.observe_issuance(result="exception", seconds=time.monotonic() - started)
+    seconds = time.monotonic() - started
+    for status in settled.values():
+        metrics.observe_issuance(result=status, seconds=seconds)
+    logger.info("issued a batch of %d orders in %.0f ms", len(settled), seconds * 1000,
+                extra={"duration_ms": round(seconds * 1000, 1)})
+    return settled
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,27 +129,38 @@ def issue_order(*, order_pk: int) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _start(order_pk: int) -> bool:
+def start_processing(*, order_pks: Sequence[int]) -> list[int]:
+    """Step 1 alone for these orders (waiting for their locks): those in flight are Processing
+    when it returns. Returns the pks step 2 should issue."""
+    return _start(Order.objects.select_for_update().filter(pk__in=order_pks).order_by("pk"))
+
+
+def _start(candidates) -> list[int]:
+    """Lock the candidates, move those in flight to Processing (counting the attempt), commit.
+    Returns the pks of the orders step 2 should issue. Three statements for any number."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().filter(pk=order_pk).first()
-        if order is None or order.status not in IN_FLIGHT:
-            return False
-        if order.status == OrderStatus.PROCESSING:
-            # A retried task or a duplicate: the previous run died in step 2 (or is still
-            # there, holding the lock; step 2 then waits for it and finds the order settled).
-            logger.warning("order %s: issuance restarts while Processing", order_pk)
+        orders = [o for o in candidates.only("pk", "status", "issuance_attempts") if o.status in IN_FLIGHT]
+        if not orders:
+            return []
+        for order in orders:
             order.issuance_attempts += 1
-            order.updated_at = timezone.now()
-            order.save(update_fields=["issuance_attempts", "updated_at"])
-            return True
-        if not can_transition(order.status, OrderStatus.PROCESSING):
-            return False
-        order.issuance_attempts += 1
+        restarted = [o for o in orders if o.status == OrderStatus.PROCESSING]
+        fresh = [
+            o for o in orders
+            if o.status != OrderStatus.PROCESSING and can_transition(o.status, OrderStatus.PROCESSING)
+        ]
+        if restarted:
+            # A retried run or a duplicate: the previous run died in step 2 (or is still there,
+            # holding the locks; step 2 then waits for it and finds the order settled).
+            logger.warning("orders %s: issuance restarts while Processing", [o.pk for o in restarted])
+            Order.objects.filter(pk__in=[o.pk for o in restarted]).update(
+                issuance_attempts=F("issuance_attempts") + 1, updated_at=timezone.now()
+            )
         state.transition(
-            order, OrderStatus.PROCESSING, actor=ACTOR, message=f"issuance attempt {order.issuance_attempts}",
-            also_save=["issuance_attempts"],
+            fresh, OrderStatus.PROCESSING, actor=ACTOR,
+            message=lambda order: f"issuance attempt {order.issuance_attempts}", also_save=["issuance_attempts"],
         )
-    return True
+    return [o.pk for o in restarted + fresh]
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,32 +168,89 @@ def _start(order_pk: int) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _issue(order_pk: int) -> str | None:
+@dataclass
+class _Planned:
+    order: Order
+    lines: list[OrderLine]
+    items: dict[int, Item]
+    plan: MintPlan
+
+
+def _issue(order_pks: Sequence[int], *, started: float) -> dict[int, str]:
+    """Step 2 for the orders (those still Processing); {pk: settled status}."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().filter(pk=order_pk).first()
-        if order is None or order.status != OrderStatus.PROCESSING:
-            return None
+        orders = list(
+            Order.objects.select_for_update().filter(pk__in=order_pks, status=OrderStatus.PROCESSING).order_by("pk")
+        )
+        if not orders:
+            return {}
+        errors: dict[int, str] = {}
         max_attempts = settings.ISSUANCE_MAX_ATTEMPTS
-        if order.issuance_attempts > max_attempts:
-            return _settle(
-                order,
-                OrderStatus.ERROR,
-                f"Issuance did not complete in {max_attempts} attempts because of an internal "
-                "error; replace the order to try again, or contact support.",
-            )
-        lines = list(OrderLine.objects.filter(order=order).order_by("line_number"))
-        try:
-            catalog = items_by_code({line.item_code for line in lines})
-            items = resolve_lines(lines=lines, catalog=catalog)
-            with transaction.atomic():  # savepoint: a failure leaves nothing reserved or minted
-                plan = plan_mint(shells=unminted_shells(order=order), lines=lines, items=items)
-                _reserve(lines=lines, plan=plan)
-                mint(plan, validity=minted_validity(order))
-        except LineProblem as problem:
-            return _settle(order, OrderStatus.ERROR, problem.message)
-        _price(order=order, lines=lines, items=items)
-        settled = OrderStatus.ISSUED if order.payment_reference else OrderStatus.DRAFT
-        return _settle(order, settled, None)
+        for order in orders:
+            if order.issuance_attempts > max_attempts:
+                errors[order.pk] = (
+                    f"Issuance did not complete in {max_attempts} attempts because of an internal "
+                    "error; replace the order to try again, or contact support."
+                )
+        active = [order for order in orders if order.pk not in errors]
+        lines_of: dict[int, list[OrderLine]] = {order.pk: [] for order in active}
+        for line in OrderLine.objects.filter(order__in=active).order_by("order_id", "line_number"):
+            lines_of[line.order_id].append(line)
+        shells_of = unminted_shells_of(order_pks=[order.pk for order in active])
+        catalog = items_by_code({line.item_code for lines in lines_of.values() for line in lines})
+        planned: list[_Planned] = []
+        for order in active:
+            lines = lines_of[order.pk]
+            try:
+                items = resolve_lines(lines=lines, catalog=catalog)
+                plan = plan_mint(shells=shells_of.get(order.pk, []), lines=lines, items=items)
+            except LineProblem as problem:
+                errors[order.pk] = problem.message
+                continue
+            planned.append(_Planned(order, lines, items, plan))
+        refused = reserve_capacity_groups(
+            groups=[(entry.order.pk, [claim for _, claim in _tagged_claims(entry)]) for entry in planned]
+        )
+        for entry in planned:
+            if entry.order.pk in refused:
+                errors[entry.order.pk] = _sold_out(entry, refused[entry.order.pk])
+        issued = [entry for entry in planned if entry.order.pk not in errors]
+        _mint(issued)
+        _price(issued)
+        return _settle(orders, errors, started=started)
+
+
+def _tagged_claims(entry: _Planned) -> list[tuple[int, CapacityClaim]]:
+    """The order's capacity claims, line by line, each with its line's index."""
+    tagged: list[tuple[int, CapacityClaim]] = []
+    for index, line in enumerate(entry.lines):
+        tagged.extend((index, claim) for claim in entry.plan.claims_for_line(line_pk=line.pk))
+    return tagged
+
+
+def _sold_out(entry: _Planned, exceeded: CapacityExceeded) -> str:
+    claim = exceeded.claim
+    tagged = _tagged_claims(entry)
+    index = next((i for i, c in tagged if c == claim), 0)
+    codes = {ticket.item.pk: ticket.item.item_id for ticket in entry.plan.planned_tickets()}
+    when = claim.visit_date.isoformat()
+    if claim.visit_time:
+        when += f" at {hhmm(claim.visit_time)}"
+    return (
+        f"items[{index}]: {codes.get(claim.item_pk, claim.item_pk)} is sold out on {when} "
+        f"({exceeded.remaining} left, {claim.quantity} requested)"
+    )
+
+
+def _mint(issued: Sequence[_Planned]) -> None:
+    """One plan per validity (pending for Draft, valid for Issued): one UPDATE and one INSERT each."""
+    by_validity: dict[str, MintPlan] = {}
+    for entry in issued:
+        combined = by_validity.setdefault(minted_validity(entry.order), MintPlan(shells=[]))
+        combined.shells.extend(entry.plan.shells)
+        combined.contents.update(entry.plan.contents)
+    for validity, plan in by_validity.items():
+        mint(plan, validity=validity)
 
 
 def minted_validity(order: Order) -> str:
@@ -233,63 +348,65 @@ def _check_time(
         )
 
 
-def _reserve(*, lines: Sequence[OrderLine], plan: MintPlan) -> None:
-    """Reserve the capacity of every planned ticket, line by line, all or nothing."""
-    tagged: list[tuple[int, CapacityClaim]] = []
-    for index, line in enumerate(lines):
-        tagged.extend((index, claim) for claim in plan.claims_for_line(line_pk=line.pk))
-    if not tagged:
-        return
-    try:
-        reserve_capacity(claims=[claim for _, claim in tagged])
-    except CapacityExceeded as exceeded:
-        claim = exceeded.claim
-        index = next((i for i, c in tagged if c is claim), None)
-        if index is None:  # not one of ours by identity: fall back to equality
-            index = next(i for i, c in tagged if c == claim)
-        codes = {ticket.item.pk: ticket.item.item_id for ticket in plan.planned_tickets()}
-        when = claim.visit_date.isoformat()
-        if claim.visit_time:
-            when += f" at {hhmm(claim.visit_time)}"
-        raise LineProblem(
-            f"items[{index}]: {codes.get(claim.item_pk, claim.item_pk)} is sold out on {when} "
-            f"({exceeded.remaining} left, {claim.quantity} requested)"
-        ) from None
+def _price(issued: Sequence[_Planned]) -> None:
+    """Ticket and package prices are per wallet, a group ticket's per group. One UPDATE."""
+    priced: list[OrderLine] = []
+    for entry in issued:
+        total = Decimal("0.00")
+        for line in entry.lines:
+            item = entry.items[line.pk]
+            line.unit_price = item.price
+            per_group = item.item_type == ItemType.GROUP_TICKET
+            line.line_total = item.price if per_group else item.price * line.quantity
+            total += line.line_total
+        priced.extend(entry.lines)
+        entry.order.total_amount = total
+    if priced:
+        OrderLine.objects.bulk_update(priced, ["unit_price", "line_total"])
 
 
-def _price(*, order: Order, lines: Sequence[OrderLine], items: dict[int, Item]) -> None:
-    """Ticket and package prices are per wallet, a group ticket's per group."""
-    total = Decimal("0.00")
-    for line in lines:
-        item = items[line.pk]
-        line.unit_price = item.price
-        per_group = item.item_type == ItemType.GROUP_TICKET
-        line.line_total = item.price if per_group else item.price * line.quantity
-        total += line.line_total
-    OrderLine.objects.bulk_update(lines, ["unit_price", "line_total"])
-    order.total_amount = total
-
-
-def _settle(order: Order, to_status: str, message: str | None) -> str:
-    """Processing → Draft, Issued or Error, with its history row and event, in the caller's
-    transaction."""
+def _settle(orders: Sequence[Order], errors: dict[int, str], *, started: float) -> dict[int, str]:
+    """Processing → Draft, Issued or Error: one UPDATE and one history INSERT per outcome, then
+    the events (in the caller's transaction)."""
     now = timezone.now()
-    order.status_message = message
-    if to_status == OrderStatus.ERROR:
-        order.total_amount = None  # not priced: prices are set only on a successful issuance
-    fields = ["status_message", "total_amount"]
-    if to_status == OrderStatus.ISSUED:
-        order.issued_at = now
-        fields.append("issued_at")
-    # Refuses (InvalidState) a move the state machine does not have, before writing anything.
-    state.transition(order, to_status, actor=ACTOR, message=message or "", also_save=fields, at=now)
-    fresh = orders_with_contents(Order.objects.filter(pk=order.pk)).get()
-    publish_event(
+    outcome: dict[str, list[Order]] = {}
+    for order in orders:
+        message = errors.get(order.pk)
+        order.status_message = message
+        if message is not None:
+            to_status = OrderStatus.ERROR
+            order.total_amount = None  # not priced: prices are set only on a successful issuance
+        else:
+            to_status = OrderStatus.ISSUED if order.payment_reference else OrderStatus.DRAFT
+            if to_status == OrderStatus.ISSUED:
+                order.issued_at = now
+        outcome.setdefault(to_status, []).append(order)
+    for to_status, group in outcome.items():
+        fields = ["status_message", "total_amount"] + (["issued_at"] if to_status == OrderStatus.ISSUED else [])
+        # Refuses (InvalidState) a move the state machine does not have, before writing anything.
+        state.transition(
+            group, to_status, actor=ACTOR, message=lambda order: order.status_message or "", also_save=fields, at=now
+        )
+    fresh = list(orders_with_contents(Order.objects.filter(pk__in=[order.pk for order in orders])).order_by("pk"))
+    publish_events(
         event_type=ORDER_PROCESSED,
-        partner_pk=order.partner_id,
-        subject_id=str(order.order_id),
-        payload={"order": order_dict(fresh)},
+        events=[
+            EventSpec(partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)})
+            for order in fresh
+        ],
     )
-    add_log_context(order_id=str(order.order_id), partner_id=fresh.partner.partner_id)
-    logger.info("order %s settled %s%s", order.pk, to_status, f": {message}" if message else "")
-    return to_status
+    settled = {}
+    for order in fresh:
+        settled[order.pk] = order.status
+        # Each order's lines carry the request id of the request that submitted it.
+        context = {"order_id": str(order.order_id), "partner_id": order.partner.partner_id}
+        if order.request_id:
+            context["request_id"] = order.request_id
+        logger.info(
+            "order %s settled %s%s", order.pk, order.status,
+            f": {order.status_message}" if order.status_message else "", extra=context,
+        )
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        logger.info("order %s issuance ended in %s", order.pk, order.status,
+                    extra={**context, "duration_ms": duration_ms, "result": order.status})
+    return settled

@@ -29,8 +29,7 @@ INITIAL_STATUS = OrderStatus.SUBMITTED  # every order starts here (history: "" â
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.SUBMITTED: frozenset({OrderStatus.SCHEDULED, OrderStatus.PROCESSING}),
-    # Scheduled -> Scheduled: the sweeper re-enqueues an order whose task was lost.
-    OrderStatus.SCHEDULED: frozenset({OrderStatus.PROCESSING, OrderStatus.SCHEDULED}),
+    OrderStatus.SCHEDULED: frozenset({OrderStatus.PROCESSING}),
     # Processing -> Scheduled: the sweeper re-enqueues an order whose worker died.
     OrderStatus.PROCESSING: frozenset(
         {OrderStatus.DRAFT, OrderStatus.ISSUED, OrderStatus.ERROR, OrderStatus.SCHEDULED}
@@ -90,6 +89,9 @@ class Order(models.Model):
     cancelled_at = models.DateTimeField(null=True, blank=True)
     # How many times issuance started for the current content (a worker that died counts).
     issuance_attempts = models.PositiveIntegerField(default=0)
+    # The X-Request-Id of the request that last submitted it: issuance logs under it, so that a
+    # partner's request can be followed into the batch that issued its order.
+    request_id = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:
         app_label = "channel_manager"
@@ -102,6 +104,8 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["partner", "-id"], name="order_partner_newest"),
             models.Index(fields=["status", "updated_at"], name="order_status_updated"),
+            # The issuance queue: Scheduled orders, oldest first.
+            models.Index(fields=["id"], condition=models.Q(status="Scheduled"), name="order_due"),
         ]
 
     def __str__(self) -> str:
@@ -192,3 +196,22 @@ class OrderWallet(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_id} line {self.line_id}: wallet {self.wallet_id}"
+
+
+class IssuanceSignal(models.Model):
+    """A row here says "an issuance run has been asked for and not started yet".
+
+    The orders table is the issuance queue (Scheduled orders, oldest first). Whoever schedules
+    orders raises the signal after commit; only the one who raises it queues a run (a django-q
+    task), and each run lowers it before it looks for due orders. So a burst of orders queues
+    a handful of runs instead of a task per order, and no order is left without a run after it
+    (see channel_manager.orders.scheduling)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    raised_at = models.DateTimeField()
+
+    class Meta:
+        app_label = "channel_manager"
+
+    def __str__(self) -> str:
+        return f"issuance asked for at {self.raised_at:%H:%M:%S}"

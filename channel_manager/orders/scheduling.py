@@ -1,23 +1,34 @@
-"""Queueing issuance: the one place an order is put on the django-q2 queue.
+"""Queueing issuance. The orders table is the queue: a Scheduled order is due, oldest first.
 
-The queue is a table of the same database (django-q2's ORM broker), so a task is queued in the
-caller's transaction: it exists if and only if the order it issues was committed, and nothing is
-left to do after commit that could fail. An order on the queue is Scheduled.
+Submitting an order (create, replace, the sweeper) moves it to Scheduled in the caller's
+transaction, so it is on the queue if and only if it was committed. After commit, `kick`
+makes sure an issuance run will look at the queue: it raises the IssuanceSignal row and, only
+if it was the one to raise it, queues one run (a django-q task, `tasks.issue_due_orders_task`).
+A run lowers the signal before each look at the queue, so an order committed after a run's
+look raises the signal again and gets a run of its own. A burst of orders thus costs a handful
+of tasks instead of one per order (no pickling and signing per order, no result rows).
+
+Should the web process die between commit and kick, the order waits for the sweeper
+(tasks.sweep_stuck_orders, every minute), which kicks for orders due too long.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 
-from django.db import transaction
+from django.db import connections, transaction
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from channel_manager.kernel.logs import request_id_kwargs
 from channel_manager.orders import state
-from channel_manager.orders.models import Order, OrderStatus
+from channel_manager.orders.models import IssuanceSignal, Order, OrderStatus
 
-ISSUANCE_TASK = "channel_manager.orders.tasks.issue_order_task"
+logger = logging.getLogger(__name__)
+
+ISSUE_DUE_TASK = "channel_manager.orders.tasks.issue_due_orders_task"
 
 # Submitted → Scheduled, as the history shows it.
 QUEUED = state.Step(OrderStatus.SCHEDULED, actor="system", message="queued for issuance")
@@ -27,9 +38,9 @@ def submit(
     order: Order, *, actor: str, message: str = "", also_save: Sequence[str] = (), at: dt.datetime | None = None
 ) -> None:
     """Submit an order for issuance: a new order is inserted, a Draft or Error one (locked by
-    the caller) moves back; either way it is Submitted and at once Scheduled, with its task
-    queued. One write of the order, one INSERT of both history rows, one queue row. The
-    instance keeps Submitted: the partner is answered with the order as it was accepted."""
+    the caller) moves back; either way it is Submitted and at once Scheduled (one write of the
+    order, one INSERT of both history rows), and a run is kicked after commit. The instance
+    keeps Submitted: the partner is answered with the order as it was accepted."""
     with transaction.atomic(savepoint=False):  # joins the caller's transaction as it is
         if order._state.adding:
             state.create(order, actor=actor, message=message, then=[QUEUED], at=at)
@@ -38,20 +49,56 @@ def submit(
                 order, OrderStatus.SUBMITTED, actor=actor, message=message, then=[QUEUED],
                 also_save=also_save, at=at,
             )
-        queue_issuance_task(order.pk)
+        kick_after_commit()
 
 
 def enqueue_issuance(orders: Sequence[Order]) -> None:
-    """Queue issuance of Submitted orders (locked by the caller) and mark them Scheduled: one
-    UPDATE and one history INSERT for all of them, and a queue row each."""
+    """Put Submitted orders (locked by the caller) on the queue: one UPDATE and one history
+    INSERT for all of them, and a run kicked after commit."""
     if not orders:
         return
     with transaction.atomic(savepoint=False):
-        for order in orders:
-            queue_issuance_task(order.pk)
         state.transition(orders, QUEUED.to_status, actor=QUEUED.actor, message=QUEUED.message)
+        kick_after_commit()
 
 
-def queue_issuance_task(order_pk: int) -> None:
-    # The request id of the request (or task) that queues it travels along, for the logs.
-    async_task(ISSUANCE_TASK, order_pk, group="issuance", task_name=f"issue-order-{order_pk}", **request_id_kwargs())
+def kick_after_commit() -> None:
+    # robust: the orders are committed whatever happens here; the sweeper is the safety net.
+    transaction.on_commit(kick, robust=True)
+
+
+def kick(*, force: bool = False) -> bool:
+    """Make sure an issuance run will look at the queue soon: raise the signal and, if this call
+    raised it, queue a run; both in one short transaction of their own. `force` replaces a
+    signal left raised (the sweeper: a run that was lost). True when a run was queued."""
+    with transaction.atomic():
+        if force:
+            IssuanceSignal.objects.all().delete()
+        if not _raise_signal():
+            return False
+        async_task(ISSUE_DUE_TASK, group="issuance", task_name="issue-due-orders", **request_id_kwargs())
+    return True
+
+
+def lower_signal() -> None:
+    """A run is about to look at the queue: whatever is committed by now, it will see."""
+    IssuanceSignal.objects.all().delete()
+
+
+def signal_raised_at() -> dt.datetime | None:
+    return IssuanceSignal.objects.values_list("raised_at", flat=True).first()
+
+
+def _raise_signal() -> bool:
+    """INSERT … ON CONFLICT DO NOTHING (PostgreSQL and SQLite): True if this call inserted it.
+    A raised signal is not locked or updated, so concurrent requests do not queue up on it."""
+    connection = connections[IssuanceSignal.objects.db]
+    meta = IssuanceSignal._meta
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(meta.db_table)} ({qn(meta.pk.column)}, {qn(meta.get_field('raised_at').column)}) "
+            f"VALUES (1, %s) ON CONFLICT DO NOTHING",
+            [connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
+        return cursor.rowcount == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 
 from django.db.models import Prefetch, QuerySet
 
@@ -35,6 +36,23 @@ def order_wallet_ids(*, order: Order | int) -> QuerySet[OrderWallet]:
     """The ids of every wallet the order issued (live or void), as a subquery for the
     wallets services: no statement of its own."""
     return OrderWallet.objects.filter(order=order).values("wallet_id")
+
+
+def unminted_shells_of(*, order_pks: Sequence[int]) -> dict[int, list[Shell]]:
+    """The orders' live wallets still to be minted, by order pk, each with its line, in line
+    order then position; one query."""
+    links = (
+        OrderWallet.objects.filter(
+            order_id__in=order_pks, line__isnull=False, wallet__destroyed_at__isnull=True,
+            wallet__minted_at__isnull=True,
+        )
+        .select_related("wallet")
+        .order_by("order_id", "line_id", "wallet__position")
+    )
+    shells: dict[int, list[Shell]] = {}
+    for link in links:
+        shells.setdefault(link.order_id, []).append(Shell(line_pk=link.line_id, wallet=link.wallet))
+    return shells
 
 
 def unminted_shells(*, order: Order) -> list[Shell]:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.selectors import cached_items_by_code, get_venue, items_by_code, venue_today
 from channel_manager.kernel.errors import ValidationFailed
+from channel_manager.kernel.logs import current_request_id
 from channel_manager.kernel.models import Partner
 from channel_manager.orders import scheduling, state
 from channel_manager.orders.errors import DuplicateOrder, InvalidState, OrderNotFound, ReferenceInUse
@@ -259,6 +260,7 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
                 customer=order_input.customer,
                 currency=get_venue().currency,
                 created_at=now,
+                request_id=current_request_id() or "",
             )
             scheduling.submit(order, actor=actor or _partner_actor(partner), at=now)
             _write_lines_and_wallets(order=order, lines=order_input.lines, items=items)
@@ -313,6 +315,7 @@ def confirm_order(*, order: Order, payment_reference: str, actor: str | None = N
 # What replace_order resets, written with the status in one UPDATE.
 REPLACED_FIELDS = (
     "payment_reference", "customer", "status_message", "total_amount", "issued_at", "issuance_attempts",
+    "request_id",
 )
 
 
@@ -333,6 +336,7 @@ def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = 
         order.total_amount = None
         order.issued_at = None
         order.issuance_attempts = 0
+        order.request_id = current_request_id() or ""
         # Submitted and at once queued again (Scheduled); answered as Submitted.
         scheduling.submit(
             order, actor=actor or _partner_actor(order.partner), message="replaced",

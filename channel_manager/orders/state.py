@@ -17,7 +17,7 @@ number of orders, so that the sweeper stays set-based.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -62,7 +62,7 @@ def transition(
     to_status: str,
     *,
     actor: str,
-    message: str = "",
+    message: str | Callable[[Order], str] = "",
     then: Sequence[Step] = (),
     also_save: Sequence[str] = (),
     at: dt.datetime | None = None,
@@ -71,15 +71,14 @@ def transition(
     state machine first and raises InvalidState, writing nothing, if one may not move; then
     one UPDATE of status and updated_at and one INSERT of their history rows.
 
-    `also_save` names further fields of a single order, set by the caller on the instance,
-    written in the same UPDATE. `then` are moves that follow at once, as for `create`: the row
+    `also_save` names further fields, set by the caller on each instance, written in the same
+    UPDATE (for several orders, one UPDATE with a value per row); `message` may be a function
+    of the order, for a history message of its own. `then` are moves that follow at once, as for `create`: the row
     ends in the last of them while the instance keeps `to_status`. `at` stamps updated_at and
     the history (default: now), for a caller that stamps another field with the same moment."""
     batch = [orders] if isinstance(orders, Order) else list(orders)
     if not batch:
         return
-    if also_save and len(batch) != 1:
-        raise ValueError("also_save writes fields of a single order")
     for order in batch:
         if not can_transition(order.status, to_status):
             raise InvalidState(status=order.status, operation=f"move to {to_status}")
@@ -87,12 +86,18 @@ def transition(
     now = at or timezone.now()
     history = []
     for order in batch:
-        history.append((order.pk, order.status, to_status, actor, message))
+        text = message(order) if callable(message) else message
+        history.append((order.pk, order.status, to_status, actor, text))
         history.extend(_step_rows(order.pk, then, from_status=to_status))
     with transaction.atomic(savepoint=False):
-        Order.objects.filter(pk__in=[order.pk for order in batch]).update(
-            status=path[-1], updated_at=now, **{field: getattr(batch[0], field) for field in also_save}
-        )
+        if also_save and len(batch) > 1:
+            for order in batch:
+                order.status, order.updated_at = path[-1], now
+            Order.objects.bulk_update(batch, ["status", "updated_at", *also_save])
+        else:
+            Order.objects.filter(pk__in=[order.pk for order in batch]).update(
+                status=path[-1], updated_at=now, **{field: getattr(batch[0], field) for field in also_save}
+            )
         _write_history(history, now)
     for order in batch:
         order.status = to_status

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min, Q
 from django.utils import timezone
-from django_q.models import OrmQ
 
 from channel_manager.kernel.logs import task_context
-from channel_manager.orders import state
-from channel_manager.orders.issuance import issue_order
-from channel_manager.orders.models import IN_FLIGHT, Order, OrderStatus
-from channel_manager.orders.scheduling import enqueue_issuance, queue_issuance_task
+from channel_manager.orders import scheduling, state
+from channel_manager.orders.issuance import issue_due_orders, issue_order
+from channel_manager.orders.models import Order, OrderStatus
+from channel_manager.orders.scheduling import enqueue_issuance
 
 logger = logging.getLogger(__name__)
 
@@ -25,49 +24,62 @@ SWEEP_BATCH = 500
 
 
 def issue_order_task(order_pk: int, request_id: str | None = None) -> str | None:
-    """Issue one order (see channel_manager.orders.issuance); harmless when it runs twice."""
+    """Issue one order (see channel_manager.orders.issuance); harmless when it runs twice.
+    Queued by releases before the queue became the orders table; kept for their tasks."""
     with task_context(request_id=request_id, operation="task:issue_order"):
         return issue_order(order_pk=order_pk)
 
 
+def issue_due_orders_task(request_id: str | None = None) -> int:
+    """An issuance run (queued by scheduling.kick): lower the signal, issue a batch of due
+    orders, and again, until none is due or ISSUANCE_RUN_SECONDS have passed (then it kicks
+    a successor, so a long backlog never holds a worker past the task timeout). Returns how
+    many orders it settled."""
+    deadline = time.monotonic() + settings.ISSUANCE_RUN_SECONDS
+    settled = 0
+    with task_context(request_id=request_id, operation="task:issue_due_orders"):
+        while True:
+            scheduling.lower_signal()
+            batch = issue_due_orders()
+            if batch is None:
+                return settled
+            settled += len(batch)
+            if time.monotonic() > deadline:
+                scheduling.kick()
+                return settled
+
+
 def sweep_stuck_orders(*, limit: int = SWEEP_BATCH) -> int:
-    """Re-enqueue orders in flight that nobody has touched for ISSUANCE_STUCK_SECONDS: their
-    task was lost (taken off the queue after its attempts) or their worker died. Runs every
-    minute as the django-q schedule "sweep-stuck-orders". Returns how many orders it re-enqueued.
+    """Put back on the queue the orders in flight that nobody has touched for
+    ISSUANCE_STUCK_SECONDS, and make sure a run comes for the queue. Runs every minute as the
+    django-q schedule "sweep-stuck-orders". Returns how many orders it moved.
 
-    Submitted orders go through enqueue_issuance. Processing and Scheduled orders are moved
-    to (or kept in) Scheduled with a history row and a fresh updated_at (one UPDATE and one
-    INSERT for the batch, channel_manager.orders.state.transition), so that each is
-    re-enqueued at most once per ISSUANCE_STUCK_SECONDS. An order whose worker is still
-    issuing it holds its row lock and is skipped (SKIP LOCKED). Duplicate tasks are harmless:
-    issuance checks the status under the row lock and does nothing for a settled order.
+    Processing orders whose worker died (and Submitted ones, which no current code leaves
+    behind) move to Scheduled, with a history row and a fresh updated_at (one UPDATE and one
+    INSERT for the batch, channel_manager.orders.state.transition), so each moves at most once
+    per ISSUANCE_STUCK_SECONDS. An order whose worker is still issuing it holds its row lock
+    and is skipped (SKIP LOCKED); a run that finds an order settled does nothing for it.
 
-    A Scheduled order queued after the oldest task still waiting in the queue is merely behind
-    a backlog, not lost: it is left alone, so a long backlog does not fill up with duplicates.
+    Scheduled orders are on the queue already: when any has waited that long (its run was
+    lost, or the web process died before kicking), the sweeper replaces the signal and kicks.
     """
     now = timezone.now()
     cutoff = now - dt.timedelta(seconds=settings.ISSUANCE_STUCK_SECONDS)
-    # Waiting tasks carry their enqueue time in `lock`; a task a worker holds is leased ahead.
-    oldest_waiting = OrmQ.objects.filter(lock__lte=now).aggregate(oldest=Min("lock"))["oldest"]
-    stuck_filter = Q(status__in=IN_FLIGHT, updated_at__lt=cutoff)
-    if oldest_waiting is not None:
-        stuck_filter &= ~Q(status=OrderStatus.SCHEDULED, updated_at__gte=oldest_waiting)
     with transaction.atomic():
         # Only what the moves need: the key and the status.
         stuck = list(
             Order.objects.select_for_update(skip_locked=True)
-            .filter(stuck_filter)
+            .filter(status__in=[OrderStatus.PROCESSING, OrderStatus.SUBMITTED], updated_at__lt=cutoff)
             .order_by("updated_at", "pk")
             .only("pk", "status")[:limit]
         )
         submitted = [order for order in stuck if order.status == OrderStatus.SUBMITTED]
-        requeued = [order for order in stuck if order.status != OrderStatus.SUBMITTED]
-        state.transition(requeued, OrderStatus.SCHEDULED, actor="sweeper", message="re-enqueued by sweeper")
-        # Queued in the same transaction as the moves (the queue is a table of this database).
-        for order in requeued:
-            queue_issuance_task(order.pk)
+        processing = [order for order in stuck if order.status == OrderStatus.PROCESSING]
+        state.transition(processing, OrderStatus.SCHEDULED, actor="sweeper", message="re-enqueued by sweeper")
         enqueue_issuance(submitted)
+    waiting = Order.objects.filter(status=OrderStatus.SCHEDULED, updated_at__lt=cutoff).exists()
+    if stuck or waiting:
+        scheduling.kick(force=True)
     if stuck:
         logger.warning("sweeper re-enqueued %d stuck orders", len(stuck))
     return len(stuck)
-
