@@ -1,6 +1,6 @@
 """What the benchmark and the fault drills share: the throwaway PostgreSQL that `.ci/with-postgres`
-started, the app's processes (gunicorn, qcluster) started the way production starts them, a small
-HTTP client, the demo order bodies, and CPU accounting from /proc.
+started, the app's processes (gunicorn, the issuance and the webhook qcluster) started the way
+production starts them, a small HTTP client, the demo order bodies, and CPU accounting from /proc.
 
 Everything here runs in the orchestrating process, which never imports Django (the drills do, in
 their own module); the app runs in child processes, each in its own process group so that it and
@@ -249,8 +249,20 @@ def start_gunicorn(port: int, env: dict[str, str], workers: int | None = None, t
     return child
 
 
-def start_qcluster(env: dict[str, str]) -> Child:
-    return Child("qcluster", [PY, "manage.py", "qcluster"], env)
+WEBHOOK_QUEUE = "webhooks"  # settings.WEBHOOK_QUEUE (this process does not import Django)
+
+
+def start_qcluster(env: dict[str, str], queue: str | None = None) -> Child:
+    """`manage.py qcluster` as production starts it: the issuance cluster (queue None), or the
+    webhook cluster (queue WEBHOOK_QUEUE: Q_CLUSTER_NAME=webhooks)."""
+    cluster_env = {k: v for k, v in env.items() if k != "Q_CLUSTER_NAME"}
+    if queue:
+        cluster_env["Q_CLUSTER_NAME"] = queue
+    return Child(f"qcluster-{queue}" if queue else "qcluster", [PY, "manage.py", "qcluster"], cluster_env)
+
+
+def start_webhook_qcluster(env: dict[str, str]) -> Child:
+    return start_qcluster(env, WEBHOOK_QUEUE)
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------

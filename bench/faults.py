@@ -2,7 +2,7 @@
 throwaway database. Each drill says what it did and what it found; the run exits non-zero if any
 invariant broke.
 
-    bash .ci/with-postgres .venv/bin/python -m bench.faults [--only kill,pgrestart,races,capacity,webhooks]
+    bash .ci/with-postgres .venv/bin/python -m bench.faults [--only kill,pgrestart,races,capacity,webhooks,isolation]
 
 Drills:
 
@@ -14,6 +14,10 @@ Drills:
 4. capacity  1,000 concurrent single-ticket orders on a slot of capacity 300.
 5. webhooks  the receiver is down while orders settle, then flaky, then up: every event is
              delivered, none twice after a 2xx, every signature valid.
+6. isolation partner B's endpoint accepts connections and never answers, partner C's drips one
+             byte a second; both settle orders. Partner A's submit-to-settled p99 stays within
+             2 x its p99 on the quiet system (measured first) + 0.5 s, and no A order waits more
+             than ISOLATION_MAX_WAIT seconds.
 
 Invariants checked after the drills that issue (`check_orders`): every order settled, once per
 submission (one Draft/Issued/Error history row after each Submitted, and one event each); live
@@ -23,7 +27,8 @@ Capacity.sold equals the admissions of the live ticket assets.
 
 This process sets itself up as a Django process (settings bench.faults_settings, with short
 Q_TIMEOUT/Q_RETRY/ISSUANCE_STUCK_SECONDS) to run the sweeper, the webhook sender and the checks;
-the web server and the qcluster are child processes started as production starts them.
+the web server and the qclusters (issuance, and webhooks: Q_CLUSTER_NAME=webhooks) are child
+processes started as production starts them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import http.server
 import itertools
 import json
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -52,12 +58,14 @@ from bench.common import (
     app_env,
     free_port,
     log,
+    percentile,
     require_env,
     restart_postgres,
     sale_dates,
     six_wallet_order,
     start_gunicorn,
     start_qcluster,
+    start_webhook_qcluster,
 )
 
 FAST = {
@@ -69,6 +77,8 @@ FAST = {
     # the sweeper also re-enqueues Scheduled orders that merely wait in a long queue.
     "ISSUANCE_STUCK_SECONDS": "8",
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
+    "Q_WEBHOOK_TIMEOUT": "30",  # the webhook cluster's own: a task drains for WEBHOOK_TASK_BUDGET_SECONDS
+    "Q_WEBHOOK_RETRY": "40",
 }
 DRILL_ITEM = "DRILL-SLOT"
 DRILL_SLOT = "10:00"
@@ -92,6 +102,7 @@ class Context:
         self.dates = sale_dates()
         self.date_cursor = itertools.count()
         self.qcluster: Child | None = None
+        self.webhook_qcluster: Child | None = None
 
     def api(self, partner: str = PARTNER) -> Api:
         return Api(self.port, self.keys[partner], timeout=60)
@@ -100,14 +111,21 @@ class Context:
         return self.dates[next(self.date_cursor) % len(self.dates)]
 
     def start_qcluster(self) -> Child:
+        """Both clusters, as production runs them: issuance, and webhook delivery (its own queue)."""
         self.stop_qcluster()
         self.qcluster = start_qcluster(self.env)
+        self.webhook_qcluster = start_webhook_qcluster(self.env)
         return self.qcluster
 
     def stop_qcluster(self) -> None:
-        if self.qcluster is not None:
-            self.qcluster.cleanup()
-            self.qcluster = None
+        for child in (self.qcluster, self.webhook_qcluster):
+            if child is not None:
+                child.cleanup()
+        self.qcluster = self.webhook_qcluster = None
+
+    def dead_cluster(self) -> Child | None:
+        """A qcluster of this drill that died (the drill fails for it)."""
+        return next((c for c in (self.qcluster, self.webhook_qcluster) if c is not None and not c.alive()), None)
 
 
 # ---- Django in this process ----------------------------------------------------------------------
@@ -197,9 +215,9 @@ def wait_settled(ctx: Context, prefix: str, timeout: float, sweep_every: float |
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
             raise DrillFailed(f"{left} orders still in flight after {timeout:.0f} s: {dict(order_statuses(prefix))}")
-        if ctx.qcluster is not None and not ctx.qcluster.alive():
-            raise DrillFailed(f"the qcluster died (status {ctx.qcluster.process.returncode}):\n"
-                              f"{ctx.qcluster.output(1500)}")
+        dead = ctx.dead_cluster()
+        if dead is not None:
+            raise DrillFailed(f"the {dead.name} died (status {dead.process.returncode}):\n{dead.output(1500)}")
         if sweep_every is not None and time.monotonic() - last_sweep >= sweep_every:
             last_sweep = time.monotonic()
             sweep_stuck_orders()
@@ -798,6 +816,166 @@ def drill_webhooks(ctx: Context) -> str:
             f"answered {dict(answered)}; every event delivered exactly once with a 2xx, signatures valid")
 
 
+# ---- 6. isolation -------------------------------------------------------------------------------
+
+ISO_PARTNERS = ("iso-a", "iso-b", "iso-c")
+ISOLATION_ORDERS = 20  # partner A's orders per phase, one every ISOLATION_GAP seconds
+ISOLATION_GAP = 0.25
+ISOLATION_HOSTILE_ORDERS = 12  # orders each of B and C settle
+ISOLATION_MAX_WAIT = 3.0  # no A order waits longer than this, submit to settled
+
+
+class HostileEndpoint:
+    """A webhook endpoint on 127.0.0.1 that accepts connections and then never answers
+    ("silent"), or answers one byte a second ("drip"). Counts the connections it accepted."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.stopped = threading.Event()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn: socket.socket) -> None:
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        try:
+            conn.settimeout(1.0)
+            sent = 0
+            while not self.stopped.is_set():
+                try:
+                    if not conn.recv(65536) and self.mode == "silent":
+                        return  # the sender gave up and closed
+                except TimeoutError:
+                    pass
+                if self.mode == "drip" and sent < len(answer):
+                    conn.sendall(answer[sent:sent + 1])
+                    sent += 1
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+def settle_times(prefix: str) -> list[float]:
+    """Submit-to-settled seconds of each order of the prefix, from its status history (the
+    Submitted row, written in the createOrder request, and the first settled row after it)."""
+    from channel_manager.orders.models import OrderStatusChange
+
+    submitted: dict[int, object] = {}
+    settled: dict[int, object] = {}
+    for order_pk, to_status, at in (
+        OrderStatusChange.objects.filter(order__sell_to_order_reference__startswith=prefix)
+        .order_by("order_id", "at", "id").values_list("order_id", "to_status", "at")
+    ):
+        if to_status == "Submitted":
+            submitted.setdefault(order_pk, at)
+        elif to_status in SETTLED and order_pk in submitted:
+            settled.setdefault(order_pk, at)
+    return [(settled[pk] - submitted[pk]).total_seconds() for pk in submitted if pk in settled]
+
+
+def partner_a_orders(ctx: Context, prefix: str) -> list[float]:
+    """Partner A places ISOLATION_ORDERS orders, one every ISOLATION_GAP s; their settle times."""
+    api = ctx.api("iso-a")
+    for i in range(ISOLATION_ORDERS):
+        started = time.monotonic()
+        r = api.request("POST", "/channelManager", six_wallet_order("iso-a", f"{prefix}{i}", ctx.next_date(), "21:00"))
+        if r.status != 202:
+            raise DrillFailed(f"partner A createOrder: {r.status} {r.body[:200]!r}")
+        time.sleep(max(0.0, ISOLATION_GAP - (time.monotonic() - started)))
+    api.close()
+    wait_settled(ctx, prefix, timeout=120)
+    times = settle_times(prefix)
+    if len(times) != ISOLATION_ORDERS:
+        raise DrillFailed(f"{len(times)} of partner A's {ISOLATION_ORDERS} orders ({prefix}) have a settle time")
+    return times
+
+
+def drill_isolation(ctx: Context) -> str:
+    from notifications.models import Delivery, Subscription
+
+    ctx.start_qcluster()
+    partner_a_orders(ctx, "ISO-WARM-")  # both clusters up, connections and caches warm
+    quiet = partner_a_orders(ctx, "ISO-QUIET-")
+    quiet_p99 = percentile(quiet, 0.99)
+    log(f"   quiet: partner A p50 {percentile(quiet, 0.5):.2f} s, p99 {quiet_p99:.2f} s, max {max(quiet):.2f} s")
+
+    hostile = {"iso-b": HostileEndpoint("silent"), "iso-c": HostileEndpoint("drip")}
+    subscriptions = {}
+    try:
+        for partner, endpoint in hostile.items():
+            api = ctx.api(partner)
+            reply = api.request("POST", "/notifications/subscriptions",
+                                {"eventType": "ota_cm_order_processed", "url": endpoint.url()})
+            if reply.status != 201:
+                raise DrillFailed(f"{partner} subscribe: {reply.status} {reply.body[:300]!r}")
+            subscriptions[partner] = reply.json()["subscriptionId"]
+
+        def hostile_orders(i: int) -> Reply:
+            partner = ("iso-b", "iso-c")[i % 2]
+            return ctx.api(partner).request("POST", "/channelManager", six_wallet_order(
+                partner, f"ISO-HOSTILE-{partner}-{i}", ctx.next_date(), "21:00"))
+
+        replies = parallel(2 * ISOLATION_HOSTILE_ORDERS, hostile_orders, threads=4)
+        if {r.status for r in replies} != {202}:
+            raise DrillFailed(f"B/C createOrder answers {collections.Counter(r.status for r in replies)}")
+        wait_settled(ctx, "ISO-HOSTILE-", timeout=120)
+        deadline = time.monotonic() + 15
+        while min(e.connections for e in hostile.values()) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the webhook workers are busy with B's and C's endpoints
+        before = {p: e.connections for p, e in hostile.items()}
+        log(f"   B and C settled {2 * ISOLATION_HOSTILE_ORDERS} orders; their endpoints hold webhook workers "
+            f"(connections so far: {before})")
+        busy = partner_a_orders(ctx, "ISO-BUSY-")
+        during = {p: e.connections - before[p] for p, e in hostile.items()}
+        pending = Delivery.objects.filter(subscription__subscription_id__in=subscriptions.values(),
+                                          state="pending").count()
+        breakers = {
+            p: (s.consecutive_failures, "open" if s.breaker_open_until else "closed")
+            for p in subscriptions
+            for s in [Subscription.objects.get(subscription_id=subscriptions[p])]
+        }
+    finally:
+        for partner, subscription_id in subscriptions.items():
+            ctx.api(partner).request("DELETE", f"/notifications/subscriptions/{subscription_id}")
+        for endpoint in hostile.values():
+            endpoint.close()
+
+    busy_p99 = percentile(busy, 0.99)
+    bound = 2 * quiet_p99 + 0.5
+    found = (f"partner A submit-to-settled: quiet p50 {percentile(quiet, 0.5):.2f} s / p99 {quiet_p99:.2f} s; "
+             f"with B silent and C dripping p50 {percentile(busy, 0.5):.2f} s / p99 {busy_p99:.2f} s "
+             f"(bound {bound:.2f} s), max {max(busy):.2f} s; B/C endpoint connections during A's orders {during}, "
+             f"{pending} B/C deliveries pending, breakers (failures, state) {breakers}")
+    log(f"   {found}")
+    problems = []
+    if busy_p99 > bound:
+        problems.append(f"partner A's p99 {busy_p99:.2f} s exceeds 2 x quiet p99 + 0.5 s = {bound:.2f} s")
+    if max(busy) > ISOLATION_MAX_WAIT:
+        problems.append(f"a partner A order waited {max(busy):.2f} s (limit {ISOLATION_MAX_WAIT:g} s)")
+    if sum(before.values()) == 0:
+        problems.append("the hostile endpoints were never contacted: the drill proved nothing")
+    fail_if(problems, "isolation")
+    return found
+
+
 # ---- main ----------------------------------------------------------------------------------------
 
 DRILLS = {
@@ -806,6 +984,7 @@ DRILLS = {
     "races": ("concurrent identical creates, replaces and deletes", drill_races),
     "capacity": (f"1,000 single-ticket orders on a slot of capacity {DRILL_CAPACITY}", drill_capacity),
     "webhooks": ("webhook receiver down, flaky, then up", drill_webhooks),
+    "isolation": ("partner B's endpoint never answers, C's drips; A settles as on a quiet system", drill_isolation),
 }
 
 
@@ -813,7 +992,7 @@ def setup(args) -> Context:
     from django.core.management import call_command
 
 
-    log("setup: migrate, demo catalog + the drill item, partners 'drill' and 'hooks'")
+    log("setup: migrate, demo catalog + the drill item, partners 'drill', 'hooks' and 'iso-a/b/c'")
     call_command("migrate", interactive=False, verbosity=0)
     call_command("load_catalog", str(CATALOG), verbosity=0)
     extra = {
@@ -829,7 +1008,7 @@ def setup(args) -> Context:
         os.unlink(handle.name)
     from channel_manager.kernel import partners
 
-    keys = {p: partners.create_partner(partner_id=p, name=p.title())[1] for p in (PARTNER, HOOK_PARTNER)}
+    keys = {p: partners.create_partner(partner_id=p, name=p.title())[1] for p in (PARTNER, HOOK_PARTNER, *ISO_PARTNERS)}
     port = free_port()
     # Plain-text logs at WARNING: a 500's traceback is shown from the web server's log.
     env = app_env(**FAST, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", LOG_LEVEL="WARNING", LOG_FORMAT="plain")

@@ -10,3 +10,7 @@ from channel_manager.settings import *  # noqa: F403
 WEBHOOK_RETRY_DELAYS = (0,) + (1,) * 59
 WEBHOOK_TIMEOUT_SECONDS = 3
 WEBHOOK_TASK_BUDGET_SECONDS = 10
+# Circuit breaker cool-downs in seconds too (production: 30 s doubling up to 15 min), so that the
+# webhooks drill's receiver, flaky after being down, is caught up within the drill.
+WEBHOOK_BREAKER_COOLDOWN_SECONDS = 2
+WEBHOOK_BREAKER_MAX_COOLDOWN_SECONDS = 4

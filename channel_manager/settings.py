@@ -23,6 +23,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
 DEBUG = env_bool("DEBUG", False)
 # Development (`make run`, the tests): plain http on 127.0.0.1, plain-text logs.
 DEV = DEBUG or env_bool("CM_DEV", False)
@@ -37,6 +42,18 @@ ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,1
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 VENUE_TIME_ZONE = os.environ.get("VENUE_TIME_ZONE", "Europe/Amsterdam")
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+# Webhook delivery (notifications.delivery): the TCP connect must succeed within the first of
+# these, the whole exchange within the second.
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env_float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3.0)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# Circuit breaker per subscription: after this many consecutive failed attempts (no answer, 429,
+# 5xx) nothing is sent to it for a cool-down that doubles with each further failure, up to the
+# maximum; then one probe. Its deliveries stay pending meanwhile.
+WEBHOOK_BREAKER_THRESHOLD = env_int("WEBHOOK_BREAKER_THRESHOLD", 5)
+WEBHOOK_BREAKER_COOLDOWN_SECONDS = env_int("WEBHOOK_BREAKER_COOLDOWN_SECONDS", 30)
+WEBHOOK_BREAKER_MAX_COOLDOWN_SECONDS = env_int("WEBHOOK_BREAKER_MAX_COOLDOWN_SECONDS", 900)
+# At most this many deliveries of one partner are sent at once, across all webhook workers.
+WEBHOOK_MAX_IN_FLIGHT_PER_PARTNER = env_int("WEBHOOK_MAX_IN_FLIGHT_PER_PARTNER", 2)
 # notifications is a generic outbox: it is told here which event types partners may subscribe
 # to (type -> what it announces), and how its partner API names what an event is about (API.md).
 NOTIFICATION_EVENT_TYPES = {"ota_cm_order_processed": "An order settled into Draft, Issued or Error"}
@@ -181,8 +198,22 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Two queues on one ORM broker (django-q2 clusters): issuance on the default one, webhook
+# deliveries on their own, so that a partner's slow endpoint never holds an issuance worker.
+# Q_SITE_NAME names the site (it salts the task signatures: the same on every process);
+# Q_CLUSTER_NAME (django-q2's own variable) picks the queue a `manage.py qcluster` serves:
+# unset for issuance, WEBHOOK_QUEUE for deliveries.
+ISSUANCE_QUEUE = os.environ.get("Q_SITE_NAME", "channel_manager")
+WEBHOOK_QUEUE = "webhooks"
+if os.environ.get("Q_CLUSTER_NAME", "") not in ("", ISSUANCE_QUEUE, WEBHOOK_QUEUE):
+    # Before the webhook queue, Q_CLUSTER_NAME named the site; a cluster started with an old
+    # value would serve a queue nobody enqueues to.
+    raise ImproperlyConfigured(
+        f"Q_CLUSTER_NAME must be unset (issuance), {ISSUANCE_QUEUE!r} or {WEBHOOK_QUEUE!r}; "
+        "the site name is Q_SITE_NAME"
+    )
 Q_CLUSTER = {
-    "name": os.environ.get("Q_CLUSTER_NAME", "channel_manager"),
+    "name": ISSUANCE_QUEUE,
     "orm": "default",
     "workers": env_int("Q_WORKERS", 2),
     # A task running longer than `timeout` is killed; one not acknowledged within `retry`
@@ -192,10 +223,20 @@ Q_CLUSTER = {
     "max_attempts": env_int("Q_MAX_ATTEMPTS", 5),
     "ack_failures": True,
     "catch_up": False,
-    "save_limit": 2000,
-    "poll": 0.1,
+    # Successful results are not stored: the orders and deliveries are the record.
+    "save_limit": -1,
+    "poll": 0.05,
     "bulk": 10,
     "label": "Task queue",
+    "ALT_CLUSTERS": {
+        WEBHOOK_QUEUE: {
+            # Mostly waiting on partners' endpoints, not on the CPU: more workers than cores.
+            "workers": env_int("Q_WEBHOOK_WORKERS", 4),
+            "timeout": env_int("Q_WEBHOOK_TIMEOUT", 120),
+            "retry": env_int("Q_WEBHOOK_RETRY", 180),
+            "poll": 0.2,
+        },
+    },
 }
 
 # Logs go to stderr: JSON lines in production, plain text in development unless LOG_FORMAT=json

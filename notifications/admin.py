@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from channel_manager.kernel.admin import ReadOnlyAdminMixin, staff_actor
 from channel_manager.kernel.errors import DomainError
-from notifications import services
+from notifications import delivery, services
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
 
 # The service's field names (the partner API's) -> the admin form's.
@@ -65,12 +65,12 @@ class SubscriptionAdmin(admin.ModelAdmin):
     partner, the URL check, generated secrets and soft delete hold for staff as for partners."""
 
     form = SubscriptionAdminForm
-    list_display = ["subscription_id", "partner", "event_type", "url", "active", "disabled_reason", "created_at",
-                    "deleted_at"]
+    list_display = ["subscription_id", "partner", "event_type", "url", "active", "breaker", "disabled_reason",
+                    "created_at", "deleted_at"]
     list_filter = ["active", "event_type", "partner", ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["url", "subscription_id", "partner__partner_id"]
     list_select_related = ["partner"]
-    readonly_fields = ["subscription_id", "secret", "created_at", "disabled_reason", "deleted_at"]
+    readonly_fields = ["subscription_id", "secret", "created_at", "disabled_reason", "deleted_at", "breaker"]
     actions = ["switch_off", "switch_on"]
     date_hierarchy = "created_at"
 
@@ -81,7 +81,19 @@ class SubscriptionAdmin(admin.ModelAdmin):
         if obj is None:
             return ["partner", "event_type", "url", "active"]
         return ["subscription_id", "partner", "event_type", "url", "active", "switch_off_reason", "disabled_reason",
-                "secret", "created_at", "deleted_at"]
+                "breaker", "secret", "created_at", "deleted_at"]
+
+    @admin.display(description="circuit breaker")
+    def breaker(self, obj: Subscription) -> str:
+        """closed; open until when (nothing is sent meanwhile; deliveries stay pending); or
+        half-open (one probe at a time), with the failed attempts in a row."""
+        state = delivery.breaker_state(obj)
+        if state == "open":
+            until = f"{obj.breaker_open_until:%Y-%m-%d %H:%M:%S}"
+            return f"open until {until} ({obj.consecutive_failures} failures in a row)"
+        if state == "half-open":
+            return f"half-open: probing ({obj.consecutive_failures} failures in a row)"
+        return f"closed ({obj.consecutive_failures} failures in a row)" if obj.consecutive_failures else "closed"
 
     def has_change_permission(self, request, obj=None) -> bool:
         # A deleted subscription is history: viewable, never switched on or edited again.

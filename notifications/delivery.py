@@ -7,7 +7,20 @@ keeps SQLite writers free in development). The result is recorded in a second tr
 A worker that dies mid-send leaves the delivery pending with next_attempt_at at the claim's
 expiry, after which deliver_due sends it again. A delivered delivery is never claimed again.
 
+One partner's endpoint cannot occupy the webhook workers (they run on their own django-q2
+cluster, settings.WEBHOOK_QUEUE, so never hold up issuance either):
+- the TCP connect has its own short deadline (WEBHOOK_CONNECT_TIMEOUT_SECONDS) inside the hard
+  deadline of the whole exchange (WEBHOOK_TIMEOUT_SECONDS);
+- a circuit breaker per subscription: after WEBHOOK_BREAKER_THRESHOLD failed attempts in a row
+  (no answer, 429, 5xx) its deliveries are not claimed for a cool-down that doubles with each
+  further failure; then one probe at a time is sent, and a success closes the breaker. The
+  deliveries stay pending meanwhile and keep their retry schedule: nothing is lost;
+- at most WEBHOOK_MAX_IN_FLIGHT_PER_PARTNER deliveries of one partner are in flight at once,
+  across all workers: the claim locks the partner's row and counts its claims again under it.
+
 Row locks are taken in one order everywhere: subscription, deliveries (by pk), events (by pk).
+A claim locks a delivery (SKIP LOCKED) and then its partner's row, which nothing locks before a
+delivery.
 """
 
 from __future__ import annotations
@@ -25,11 +38,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channel_manager.kernel.formats import rfc3339
+from channel_manager.kernel.models import Partner
 from notifications import metrics, services
-from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Subscription
+from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Event, Subscription
 from notifications.signing import signature_header
 from notifications.targets import Target, UnsafeTarget, check_target
 
@@ -37,6 +53,13 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "OTA-Channel-Manager-Webhooks/1.0"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 3.0
+DEFAULT_BREAKER_THRESHOLD = 5
+DEFAULT_BREAKER_COOLDOWN_SECONDS = 30
+DEFAULT_BREAKER_MAX_COOLDOWN_SECONDS = 900
+DEFAULT_MAX_IN_FLIGHT_PER_PARTNER = 2
+# A claim that lost a race for a partner's last slot tries another partner; this many at most.
+CLAIM_TRIES = 5
 # Wait before attempt n+1 (the first attempt goes at once): 10 attempts over ~3 days.
 DEFAULT_RETRY_DELAYS = (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 14 * 3600, 20 * 3600, 24 * 3600)
 # A task (the per-event one and the periodic sweep) stops claiming new deliveries after this
@@ -49,6 +72,29 @@ READ_BYTES = 4096
 
 def timeout_seconds() -> float:
     return float(getattr(settings, "WEBHOOK_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
+
+
+def connect_timeout_seconds() -> float:
+    """The TCP connect's own deadline; never longer than the whole exchange's."""
+    connect = float(getattr(settings, "WEBHOOK_CONNECT_TIMEOUT_SECONDS", DEFAULT_CONNECT_TIMEOUT_SECONDS))
+    return min(connect, timeout_seconds())
+
+
+def breaker_threshold() -> int:
+    return max(1, int(getattr(settings, "WEBHOOK_BREAKER_THRESHOLD", DEFAULT_BREAKER_THRESHOLD)))
+
+
+def breaker_cooldown(consecutive_failures: int) -> dt.timedelta:
+    """How long the breaker stays open after this many failures in a row (at least the
+    threshold): the base cool-down, doubled for each failure past the threshold, capped."""
+    base = float(getattr(settings, "WEBHOOK_BREAKER_COOLDOWN_SECONDS", DEFAULT_BREAKER_COOLDOWN_SECONDS))
+    ceiling = float(getattr(settings, "WEBHOOK_BREAKER_MAX_COOLDOWN_SECONDS", DEFAULT_BREAKER_MAX_COOLDOWN_SECONDS))
+    doublings = min(max(0, consecutive_failures - breaker_threshold()), 30)
+    return dt.timedelta(seconds=min(base * 2**doublings, ceiling))
+
+
+def max_in_flight_per_partner() -> int:
+    return max(1, int(getattr(settings, "WEBHOOK_MAX_IN_FLIGHT_PER_PARTNER", DEFAULT_MAX_IN_FLIGHT_PER_PARTNER)))
 
 
 def retry_delays() -> tuple[float, ...]:
@@ -69,29 +115,53 @@ class Outcome:
     error: str
     response_excerpt: str
     duration_ms: int
+    sent: bool = True  # False: refused before any connection was made (the target is not allowed)
 
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
+    @property
+    def endpoint_failed(self) -> bool:
+        """What the circuit breaker counts: no answer, or an overloaded or failing endpoint."""
+        return self.sent and (self.status_code is None or self.status_code == 429 or self.status_code >= 500)
+
+
+class ConnectTimeout(OSError):
+    """No TCP connection within the connect deadline."""
+
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to the addresses checked by notifications.targets, never re-resolving the host."""
 
-    def __init__(self, host: str, port: int, *, addresses: tuple[str, ...], timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, *, addresses: tuple[str, ...], timeout: float, connect_timeout: float
+    ) -> None:
         super().__init__(host, port, timeout=timeout)
         self._addresses = addresses
+        self.connect_timeout = min(connect_timeout, timeout)
 
     def _open_socket(self) -> socket.socket:
+        """Connect within connect_timeout in all (over every address), then allow the exchange
+        its longer timeout. The watchdog in post() cannot cut a connect short (no socket yet)."""
+        deadline = time.monotonic() + self.connect_timeout
         last_error: OSError | None = None
         for address in self._addresses:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
-                sock = socket.create_connection((address, self.port), self.timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return sock
+                sock = socket.create_connection((address, self.port), left)
+            except TimeoutError:
+                last_error = ConnectTimeout(f"no connection within {self.connect_timeout:g} s")
+                continue
             except OSError as error:
                 last_error = error
-        raise last_error or OSError("no address to connect to")
+                continue
+            sock.settimeout(self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        raise last_error or ConnectTimeout(f"no connection within {self.connect_timeout:g} s")
 
     def connect(self) -> None:
         self.sock = self._open_socket()
@@ -115,11 +185,17 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
             raise
 
 
-def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float) -> Outcome:
+def post(
+    target: Target, body: bytes, headers: dict[str, str], *, timeout: float, connect_timeout: float | None = None
+) -> Outcome:
     """POST once; redirects are not followed. The whole exchange (connect, send, status and
-    headers, the first bytes of the body) has a hard deadline of `timeout` seconds."""
+    headers, the first bytes of the body) has a hard deadline of `timeout` seconds, and the TCP
+    connect alone one of `connect_timeout` (default: the same)."""
     connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(target.host, target.port, addresses=target.addresses, timeout=timeout)
+    connection = connection_class(
+        target.host, target.port, addresses=target.addresses, timeout=timeout,
+        connect_timeout=timeout if connect_timeout is None else connect_timeout,
+    )
     expired = threading.Event()
 
     def abort() -> None:  # a receiver trickling bytes must not hold the worker past the deadline
@@ -150,6 +226,8 @@ def post(target: Target, body: bytes, headers: dict[str, str], *, timeout: float
             excerpt = response.read(READ_BYTES).decode("utf-8", "replace")[:EXCERPT_CHARS]
         except (OSError, http.client.HTTPException) as exc:
             excerpt = getattr(exc, "partial", b"").decode("utf-8", "replace")[:EXCERPT_CHARS]
+    except ConnectTimeout as exc:
+        error = f"ConnectTimeout: {exc}"
     except TimeoutError:
         error = f"no answer within {timeout:g} s"
     except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -169,27 +247,75 @@ class Claim:
     token: uuid.UUID
 
 
+def in_flight(now: dt.datetime) -> QuerySet[Delivery]:
+    """Deliveries a worker is sending: claimed, the claim not expired, the outcome not recorded."""
+    return Delivery.objects.filter(state=DeliveryState.PENDING, claim_token__isnull=False, next_attempt_at__gt=now)
+
+
+def _claimable(queryset, now: dt.datetime) -> QuerySet[Delivery]:
+    """Due, pending deliveries whose subscription's breaker lets one through and whose partner
+    has a free slot. A hint only (another worker may claim meanwhile): _may_send decides."""
+    partner_in_flight = (
+        in_flight(now).filter(subscription__partner_id=OuterRef("subscription__partner_id"))
+        .order_by().values("subscription__partner_id").annotate(n=Count("pk")).values("n")
+    )
+    probing = in_flight(now).filter(subscription_id=OuterRef("subscription_id"))
+    return (
+        queryset.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now)
+        .filter(Q(subscription__breaker_open_until__isnull=True) | Q(subscription__breaker_open_until__lte=now))
+        .exclude(Q(subscription__consecutive_failures__gte=breaker_threshold()) & Exists(probing))
+        .alias(partner_in_flight=Coalesce(Subquery(partner_in_flight, output_field=IntegerField()), Value(0)))
+        .filter(partner_in_flight__lt=max_in_flight_per_partner())
+    )
+
+
+def _may_send(*, partner_pk: int, subscription_pk: int, now: dt.datetime) -> bool:
+    """Under the partner's row lock, so that concurrent claims see each other: the partner has a
+    free slot, and the subscription's breaker is closed, or half-open with no probe in flight."""
+    if in_flight(now).filter(subscription__partner_id=partner_pk).count() >= max_in_flight_per_partner():
+        return False
+    failures, open_until = Subscription.objects.filter(pk=subscription_pk).values_list(
+        "consecutive_failures", "breaker_open_until"
+    ).get()
+    if open_until is not None and open_until > now:
+        return False
+    if failures >= breaker_threshold() and in_flight(now).filter(subscription_id=subscription_pk).exists():
+        return False
+    return True
+
+
 def _claim(queryset) -> Claim | None:
-    """Claim the first due, pending delivery of the queryset that no other worker holds."""
+    """Claim the first due, pending delivery of the queryset that no other worker holds, whose
+    subscription's breaker lets it through and whose partner has a free slot."""
     now = timezone.now()
+    full: set[int] = set()  # partners whose last slot another worker took meanwhile
     with transaction.atomic():
-        delivery = (
-            queryset.select_for_update(skip_locked=True)
-            .filter(state=DeliveryState.PENDING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at", "pk")
-            .only("pk", "attempt_count")
-            .first()
-        )
-        if delivery is None:
-            return None
-        token = uuid.uuid4()
-        Delivery.objects.filter(pk=delivery.pk).update(
-            attempt_count=delivery.attempt_count + 1,
-            next_attempt_at=now + claim_lease(),
-            last_attempt_at=now,
-            claim_token=token,
-        )
-    return Claim(delivery.pk, token)
+        for _ in range(CLAIM_TRIES):
+            row = (
+                _claimable(queryset, now).exclude(subscription__partner_id__in=full)
+                .select_for_update(skip_locked=True, of=("self",))
+                .order_by("next_attempt_at", "pk")
+                .values("pk", "attempt_count", "subscription_id", "subscription__partner_id")
+                .first()
+            )
+            if row is None:
+                return None
+            partner_pk = row["subscription__partner_id"]
+            # Serializes the claims of one partner's deliveries (only claims lock this row
+            # after a delivery; see the module doc for the lock order).
+            Partner.objects.select_for_update().filter(pk=partner_pk).values_list("pk", flat=True).first()
+            if not _may_send(partner_pk=partner_pk, subscription_pk=row["subscription_id"], now=now):
+                full.add(partner_pk)
+                continue
+            token = uuid.uuid4()
+            Delivery.objects.filter(pk=row["pk"]).update(
+                attempt_count=row["attempt_count"] + 1,
+                next_attempt_at=now + claim_lease(),
+                last_attempt_at=now,
+                claim_token=token,
+            )
+            return Claim(row["pk"], token)
+    return None
 
 
 def claim_delivery(*, delivery_pk: int) -> Claim | None:
@@ -215,9 +341,9 @@ def send_claimed(claim: Claim) -> str:
     try:
         target = check_target(subscription.url)
     except UnsafeTarget as error:
-        outcome = Outcome(None, f"not sent: {error}", "", 0)
+        outcome = Outcome(None, f"not sent: {error}", "", 0, sent=False)
     else:
-        outcome = post(target, body, headers, timeout=timeout_seconds())
+        outcome = post(target, body, headers, timeout=timeout_seconds(), connect_timeout=connect_timeout_seconds())
     state = record_outcome(claim, outcome)
     metrics.count_delivery(
         "disabled" if outcome.status_code == 410
@@ -230,10 +356,14 @@ def record_outcome(claim: Claim, outcome: Outcome) -> str:
     """Record an attempt and move the delivery on: delivered, retried later, or failed."""
     now = timezone.now()
     with transaction.atomic():
-        if outcome.status_code == 410:
-            # Locks in the order disable_subscription takes them: subscription, then deliveries.
-            subscription_pk = Delivery.objects.filter(pk=claim.delivery_pk).values_list("subscription_id", flat=True)
-            list(Subscription.objects.select_for_update().filter(pk__in=subscription_pk).values_list("pk", flat=True))
+        # Locks in the order disable_subscription takes them: subscription, then deliveries.
+        subscription_pk = Delivery.objects.filter(pk=claim.delivery_pk).values_list("subscription_id", flat=True)
+        subscription = (
+            Subscription.objects.select_for_update().filter(pk__in=subscription_pk)
+            .only("pk", "consecutive_failures", "breaker_open_until").first()
+        )
+        if subscription is not None and outcome.sent:
+            _update_breaker(subscription, failed=outcome.endpoint_failed, now=now)
         delivery = Delivery.objects.select_for_update().get(pk=claim.delivery_pk)
         DeliveryAttempt.objects.create(
             delivery_id=claim.delivery_pk, at=now, status_code=outcome.status_code, duration_ms=outcome.duration_ms,
@@ -276,6 +406,37 @@ def record_outcome(claim: Claim, outcome: Outcome) -> str:
     return delivery.state
 
 
+def _update_breaker(subscription: Subscription, *, failed: bool, now: dt.datetime) -> None:
+    """Count a failure (opening the breaker at the threshold, for longer with each further
+    failure) or close the breaker on an answer. The subscription row is locked."""
+    if not failed:
+        if subscription.consecutive_failures or subscription.breaker_open_until:
+            if subscription.breaker_open_until:
+                logger.info("subscription %s: circuit breaker closed", subscription.pk)
+            Subscription.objects.filter(pk=subscription.pk).update(consecutive_failures=0, breaker_open_until=None)
+        return
+    failures = subscription.consecutive_failures + 1
+    open_until = None
+    if failures >= breaker_threshold():
+        cooldown = breaker_cooldown(failures)
+        open_until = now + cooldown
+        logger.warning(
+            "subscription %s: circuit breaker open for %g s after %d failed attempts in a row",
+            subscription.pk, cooldown.total_seconds(), failures,
+        )
+    Subscription.objects.filter(pk=subscription.pk).update(consecutive_failures=failures, breaker_open_until=open_until)
+
+
+def breaker_state(subscription: Subscription, now: dt.datetime | None = None) -> str:
+    """closed, open (nothing is sent until breaker_open_until) or half-open (one probe at a time)."""
+    now = now or timezone.now()
+    if subscription.breaker_open_until is not None and subscription.breaker_open_until > now:
+        return "open"
+    if subscription.consecutive_failures >= breaker_threshold():
+        return "half-open"
+    return "closed"
+
+
 def _finish_refused(claim: Claim, reason: str) -> str:
     """Nothing was sent (the subscription is off): the delivery fails at once."""
     with transaction.atomic():
@@ -295,25 +456,32 @@ def deliver(*, delivery_pk: int) -> str | None:
     return send_claimed(claim) if claim else None
 
 
-def _drain(queryset, *, limit: int) -> int:
+def _drain(*querysets, limit: int) -> int:
+    """Claim and send from each queryset in turn until it has nothing claimable, within one
+    budget of time and `limit` deliveries in all."""
     budget = float(getattr(settings, "WEBHOOK_TASK_BUDGET_SECONDS", DEFAULT_TASK_BUDGET_SECONDS))
     started = time.monotonic()
     sent = 0
-    while sent < limit and time.monotonic() - started < budget:
-        claim = _claim(queryset)
-        if claim is None:
-            break
-        try:
-            send_claimed(claim)
-        except Exception:  # one broken delivery must not stop the others; its claim expires
-            logger.exception("delivery %s could not be sent", claim.delivery_pk)
-        sent += 1
+    for queryset in querysets:
+        while sent < limit and time.monotonic() - started < budget:
+            claim = _claim(queryset)
+            if claim is None:
+                break
+            try:
+                send_claimed(claim)
+            except Exception:  # one broken delivery must not stop the others; its claim expires
+                logger.exception("delivery %s could not be sent", claim.delivery_pk)
+            sent += 1
     return sent
 
 
 def deliver_event(*, event_pk: int, limit: int = DEFAULT_BATCH) -> int:
-    """Send the event's due deliveries; how many were attempted."""
-    return _drain(Delivery.objects.filter(event_id=event_pk), limit=limit)
+    """Send the event's due deliveries, then, with the time left, its partner's other due ones:
+    a task whose claim found the partner's slots taken leaves its delivery to the tasks that
+    hold them (or to the periodic sweep). How many were attempted."""
+    partner_pk = Event.objects.filter(pk=event_pk).values_list("partner_id", flat=True).first()
+    backlog = Delivery.objects.filter(subscription__partner_id=partner_pk) if partner_pk is not None else None
+    return _drain(Delivery.objects.filter(event_id=event_pk), *([backlog] if backlog is not None else []), limit=limit)
 
 
 def deliver_due(*, limit: int | None = None) -> int:

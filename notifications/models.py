@@ -35,6 +35,11 @@ class Subscription(models.Model):
     # Set when the partner deleted it through the API: the row stays for its delivery history,
     # but the partner no longer sees it and nothing is sent to it.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The circuit breaker (notifications.delivery): failed attempts in a row (no answer, 429,
+    # 5xx), and, once there were WEBHOOK_BREAKER_THRESHOLD of them, until when nothing is sent;
+    # after that one probe is sent at a time until one succeeds, which closes the breaker.
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    breaker_open_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -121,10 +121,12 @@ def enqueue_after_commit(event_pk: int) -> None:
 
 
 def enqueue_delivery(event_pk: int) -> None:
-    """Queue the task that sends an event's due deliveries (after commit)."""
+    """Queue the task that sends an event's due deliveries (after commit), on the webhook
+    cluster's own queue (settings.WEBHOOK_QUEUE): never on the issuance workers."""
     # The request id of the request (or task) that published it travels along, for the logs.
     async_task(
-        DELIVER_EVENT_TASK, event_pk, group=TASK_GROUP, task_name=f"deliver-event-{event_pk}", **request_id_kwargs()
+        DELIVER_EVENT_TASK, event_pk, group=TASK_GROUP, task_name=f"deliver-event-{event_pk}",
+        cluster=settings.WEBHOOK_QUEUE, **request_id_kwargs(),
     )
 
 

@@ -92,6 +92,23 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def qcluster_queues(pid: int) -> list[str]:
+    """Q_CLUSTER_NAME of each `manage.py qcluster` run_demo started itself ("" when unset: the
+    issuance queue), read from /proc. Only its own children: a qcluster's forked workers share
+    its command line."""
+    queues = []
+    for child in [p for p, (ppid, _, _) in process_table().items() if ppid == pid]:
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"qcluster" in argv and any(a.endswith(b"manage.py") for a in argv):
+            names = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"Q_CLUSTER_NAME=")]
+            queues.append(names[0] if names else "")
+    return queues
+
+
 def alive(pids: set[int]) -> list[str]:
     """The given processes that still run (zombies do not count), as 'pid name'."""
     table = process_table()
@@ -187,6 +204,7 @@ def test_make_run_serves_the_demo_and_keeps_its_data_across_restarts(tmp_path, d
 
     first = demo_runs()
     first.wait_until_serving()
+    assert sorted(qcluster_queues(first.process.pid)) == ["", "webhooks"], first.output()
     assert key_file.is_file(), first.output()
     key = key_file.read_text().strip()
     assert key in first.output(), "the demo API key is printed"

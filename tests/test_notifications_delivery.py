@@ -133,10 +133,11 @@ def publish(partner, subject: str | None = None, **order) -> Event:
 
 
 def make_due(**filters) -> None:
-    """Time passes: whatever waits for its next attempt (or a claim's expiry) is due now."""
-    Delivery.objects.filter(state=DeliveryState.PENDING, **filters).update(
-        next_attempt_at=timezone.now() - dt.timedelta(seconds=1)
-    )
+    """Time passes: whatever waits for its next attempt (or a claim's expiry) is due now, and
+    the circuit breakers' cool-downs (shorter than the later retry delays) are over."""
+    past = timezone.now() - dt.timedelta(seconds=1)
+    Delivery.objects.filter(state=DeliveryState.PENDING, **filters).update(next_attempt_at=past)
+    Subscription.objects.filter(breaker_open_until__isnull=False).update(breaker_open_until=past)
 
 
 def reload(obj):
@@ -180,7 +181,8 @@ def test_publishing_writes_one_pending_delivery_per_active_subscription_and_queu
     assert [d.subscription_id for d in deliveries] == [s.pk for s in subscriptions]
     assert all(d.state == DeliveryState.PENDING and d.next_attempt_at <= timezone.now() for d in deliveries)
     async_task.assert_called_once_with(
-        "notifications.tasks.deliver_event_task", event.pk, group="webhooks", task_name=f"deliver-event-{event.pk}"
+        "notifications.tasks.deliver_event_task", event.pk, group="webhooks", task_name=f"deliver-event-{event.pk}",
+        cluster="webhooks",
     )
 
 

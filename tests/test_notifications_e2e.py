@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from django.apps import apps as django_apps
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
@@ -61,7 +62,8 @@ test_database_url.__test__ = False  # a helper, not a test
 
 
 class Cluster:
-    """One `python manage.py qcluster` on the test database, in its own session."""
+    """One `python manage.py qcluster` on the test database, in its own session: by default the
+    webhook cluster (Q_CLUSTER_NAME=webhooks), which alone sends deliveries."""
 
     def __init__(self, log_path: Path, **env_overrides: str) -> None:
         self.log_path = log_path
@@ -72,8 +74,12 @@ class Cluster:
             DATABASE_URL=test_database_url(),
             PYTHONUNBUFFERED="1",
             Q_WORKERS="2",
-            **env_overrides,
+            Q_WEBHOOK_WORKERS="2",
+            Q_CLUSTER_NAME=settings.WEBHOOK_QUEUE,
         )
+        env.update(env_overrides)
+        if not env["Q_CLUSTER_NAME"]:
+            del env["Q_CLUSTER_NAME"]  # the issuance cluster
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "manage.py", "qcluster"],
@@ -124,10 +130,16 @@ def all_delivered(events) -> bool:
 
 def test_a_committed_event_reaches_the_receiver_through_a_running_cluster(partner, receiver, clusters):
     subscription = SubscriptionFactory(partner=partner, url=receiver.url())
-    cluster = clusters()
+    issuance = clusters(Q_CLUSTER_NAME="")
 
     with transaction.atomic():
         event = publish(partner, "order-e2e")
+    # The issuance workers never send webhooks: the task waits on the webhook queue.
+    time.sleep(3)
+    assert receiver.received == [], issuance.output()
+    assert OrmQ.objects.filter(key=settings.WEBHOOK_QUEUE).count() == 1
+
+    cluster = clusters()
 
     wait_for(lambda: str(event.event_id) in receiver.event_ids(), "the receiver did not get the event", [cluster])
     got = receiver.received[0]
@@ -155,7 +167,7 @@ def test_events_published_while_no_cluster_runs_survive_a_cluster_killed_mid_sen
     assert receiver.received == []
     assert set(Delivery.objects.values_list("state", flat=True)) == {DeliveryState.PENDING}
 
-    fast_requeue = {"Q_TIMEOUT": "4", "Q_RETRY": "5"}
+    fast_requeue = {"Q_WEBHOOK_TIMEOUT": "4", "Q_WEBHOOK_RETRY": "5"}  # the webhook cluster's own
     first = clusters(**fast_requeue)
     wait_for(lambda: receiver.received, "the first cluster sent nothing", [first])
     first.kill()  # kill -9 while it waits for the receiver's answer
@@ -177,6 +189,9 @@ def test_the_deliver_due_schedule_sends_deliveries_whose_task_was_lost(partner, 
     # test may have removed it: create it again with the migration's own function).
     migration = importlib.import_module("notifications.migrations.0003_deliver_due_schedule")
     migration.create_deliver_due_schedule(django_apps, mock.Mock(connection=connection))
+    importlib.import_module("notifications.migrations.0006_webhook_cluster_schedules").to_webhook_cluster(
+        django_apps, mock.Mock(connection=connection)
+    )
     Schedule.objects.filter(name=DELIVER_DUE_SCHEDULE_NAME).update(next_run=timezone.now() - dt.timedelta(seconds=1))
     SubscriptionFactory(partner=partner, url=receiver.url())
     with mock.patch("notifications.services.async_task", side_effect=ConnectionError("broker gone")):

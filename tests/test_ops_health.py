@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+from django.conf import settings
 from django.db import OperationalError, connection
 from django.db.migrations import Migration
 from django.db.migrations.executor import MigrationExecutor
@@ -42,13 +43,16 @@ def web() -> Client:
 
 @pytest.fixture
 def ready(db):
-    """A system that is ready: a qcluster scheduler ran lately and nothing waits in the queue."""
+    """A system that is ready: the schedulers of both qclusters (issuance, webhooks) ran lately
+    and nothing waits in either queue."""
     OrmQ.objects.all().delete()
-    Schedule.objects.update_or_create(
-        name=health.HEARTBEAT_SCHEDULE_NAME,
-        defaults={"func": health.HEARTBEAT_FUNC, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1,
-                  "next_run": timezone.now() + dt.timedelta(seconds=30), "task": "a1b2c3"},
-    )
+    for name, cluster in ((health.HEARTBEAT_SCHEDULE_NAME, None),
+                          (health.WEBHOOK_HEARTBEAT_SCHEDULE_NAME, settings.WEBHOOK_QUEUE)):
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={"func": health.HEARTBEAT_FUNC, "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1,
+                      "next_run": timezone.now() + dt.timedelta(seconds=30), "task": "a1b2c3", "cluster": cluster},
+        )
 
 
 def readyz(web: Client) -> tuple[int, dict]:
@@ -68,7 +72,7 @@ def test_readyz_is_200_when_every_check_passes(web, ready):
     status, body = readyz(web)
     assert status == 200, body
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "migrations", "qcluster", "queue"}
+    assert set(body["checks"]) == {"database", "migrations", "qcluster", "webhook_qcluster", "queue", "webhook_queue"}
     assert all(check["ok"] is True and check["detail"] for check in body["checks"].values())
 
 
@@ -87,7 +91,7 @@ def test_readyz_is_503_when_the_database_does_not_answer(web, ready):
     assert status == 503
     assert body["status"] == "unavailable"
     assert body["checks"]["database"] == {"ok": False, "detail": "unreachable (OperationalError)"}
-    for name in ("migrations", "qcluster", "queue"):
+    for name in ("migrations", "qcluster", "webhook_qcluster", "queue", "webhook_queue"):
         assert body["checks"][name]["ok"] is False
         assert "skipped" in body["checks"][name]["detail"]
     assert "password" not in json.dumps(body)
@@ -121,6 +125,26 @@ def test_readyz_is_503_when_no_qcluster_scheduler_ran_for_a_minute(web, ready, s
     assert status == 503
     assert body["checks"]["qcluster"]["ok"] is False
     assert "no qcluster scheduler has run for 300 s" in body["checks"]["qcluster"]["detail"]
+    assert body["checks"]["webhook_qcluster"]["ok"] is True
+
+
+def test_readyz_is_503_when_no_webhook_qcluster_scheduler_ran_for_a_minute(web, ready, settings):
+    settings.QCLUSTER_MAX_SILENCE_SECONDS = 60
+    Schedule.objects.filter(name=health.WEBHOOK_HEARTBEAT_SCHEDULE_NAME).update(
+        next_run=timezone.now() - dt.timedelta(minutes=5)
+    )
+    status, body = readyz(web)
+    assert status == 503
+    assert body["checks"]["qcluster"]["ok"] is True
+    assert body["checks"]["webhook_qcluster"]["ok"] is False
+    assert "no qcluster scheduler has run for 300 s" in body["checks"]["webhook_qcluster"]["detail"]
+
+
+def test_readyz_is_503_without_the_webhook_heartbeat_schedule(web, ready):
+    Schedule.objects.filter(name=health.WEBHOOK_HEARTBEAT_SCHEDULE_NAME).delete()
+    status, body = readyz(web)
+    assert status == 503
+    assert "webhooks-qcluster-heartbeat" in body["checks"]["webhook_qcluster"]["detail"]
 
 
 def test_readyz_is_503_until_a_qcluster_fired_the_heartbeat_once(web, ready):
@@ -153,6 +177,21 @@ def test_readyz_is_503_when_the_oldest_queued_task_waited_too_long(web, ready, s
     assert body["checks"]["queue"] == {
         "ok": False, "detail": "2 waiting, 1 running, oldest waiting 600 s (limit 120 s)"
     }
+    assert body["checks"]["webhook_queue"] == {"ok": True, "detail": "0 waiting, 0 running, oldest waiting 0 s"}
+
+
+def test_a_stalled_webhook_queue_is_its_own_check(web, ready, settings):
+    settings.QUEUE_MAX_AGE_SECONDS = 120
+    now = timezone.now()
+    OrmQ.objects.create(key=settings.WEBHOOK_QUEUE, payload="x", lock=now - dt.timedelta(minutes=10))
+    OrmQ.objects.create(key=settings.Q_CLUSTER["name"], payload="x", lock=now - dt.timedelta(seconds=5))
+    status, body = readyz(web)
+    assert status == 503
+    assert body["checks"]["queue"]["ok"] is True
+    assert body["checks"]["queue"]["detail"].startswith("1 waiting, 0 running")
+    assert body["checks"]["webhook_queue"] == {
+        "ok": False, "detail": "1 waiting, 0 running, oldest waiting 600 s (limit 120 s)"
+    }
 
 
 def test_the_heartbeat_schedule_comes_with_the_migrations(db):
@@ -170,6 +209,23 @@ def test_the_heartbeat_schedule_comes_with_the_migrations(db):
     assert len(names) == len(set(names))
     assert {health.HEARTBEAT_SCHEDULE_NAME, *SCHEDULES} <= set(names)
     assert Schedule.objects.get(name=health.HEARTBEAT_SCHEDULE_NAME).minutes == 1
+
+
+def test_the_webhook_cluster_has_its_own_heartbeat_and_runs_the_deliver_due_schedule(db):
+    # Only the webhook cluster's scheduler runs a schedule whose cluster is "webhooks"; the
+    # default cluster runs those whose cluster is NULL (django_q.scheduler).
+    from django.apps import apps
+
+    importlib.import_module("notifications.migrations.0003_deliver_due_schedule").create_deliver_due_schedule(
+        apps, SimpleNamespace(connection=connection)
+    )
+    migration = importlib.import_module("notifications.migrations.0006_webhook_cluster_schedules")
+    editor = SimpleNamespace(connection=connection)
+    migration.to_webhook_cluster(apps, editor)
+    migration.to_webhook_cluster(apps, editor)  # twice: nothing doubles
+    (heartbeat,) = Schedule.objects.filter(name=health.WEBHOOK_HEARTBEAT_SCHEDULE_NAME)
+    assert (heartbeat.func, heartbeat.minutes, heartbeat.cluster) == (health.HEARTBEAT_FUNC, 1, settings.WEBHOOK_QUEUE)
+    assert Schedule.objects.get(name="deliver-due-webhooks").cluster == settings.WEBHOOK_QUEUE == "webhooks"
 
 
 def test_heartbeat_task_runs():

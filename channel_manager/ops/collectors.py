@@ -1,4 +1,4 @@
-"""What /metrics reads from the database at scrape time: orders by status and the task queue."""
+"""What /metrics reads from the database at scrape time: orders by status and the task queues."""
 
 from __future__ import annotations
 
@@ -34,11 +34,16 @@ class DatabaseCollector:
         for status in OrderStatus.values:
             orders.add_metric([status], counts.get(status, 0))
         yield orders
-        tasks = GaugeMetricFamily("cm_queue_tasks", "Tasks in the django-q2 queue, by state.", labels=["state"])
-        tasks.add_metric(["waiting"], stats.waiting)
-        tasks.add_metric(["running"], stats.running)
-        yield tasks
-        yield GaugeMetricFamily(
-            "cm_queue_oldest_age_seconds", "How long the oldest waiting task has waited (0: none waits).",
-            value=stats.oldest_age_seconds,
+        tasks = GaugeMetricFamily(
+            "cm_queue_tasks", "Tasks in each django-q2 queue (issuance, webhooks), by state.", labels=["queue", "state"]
         )
+        oldest = GaugeMetricFamily(
+            "cm_queue_oldest_age_seconds", "How long the oldest waiting task of each queue has waited (0: none waits).",
+            labels=["queue"],
+        )
+        for queue, queue_stats_ in stats.items():
+            tasks.add_metric([queue, "waiting"], queue_stats_.waiting)
+            tasks.add_metric([queue, "running"], queue_stats_.running)
+            oldest.add_metric([queue], queue_stats_.oldest_age_seconds)
+        yield tasks
+        yield oldest

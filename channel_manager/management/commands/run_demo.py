@@ -1,9 +1,11 @@
 """`manage.py run_demo`: what `make run` runs.
 
-Migrates, runs `bootstrap_demo`, then runs two child processes with the same environment: the
-web server (gunicorn, 2 workers x 4 threads, on 127.0.0.1:$PORT) and the issuance workers
-(`manage.py qcluster`). Ctrl-C or SIGTERM stops both; if either dies, the other is stopped and
-the command exits non-zero.
+Migrates, runs `bootstrap_demo`, then runs three child processes with the same environment: the
+web server (gunicorn, 2 workers x 4 threads, on 127.0.0.1:$PORT), the issuance workers
+(`manage.py qcluster`) and the webhook workers (`Q_CLUSTER_NAME=webhooks manage.py qcluster`,
+django-q2's second cluster, so that a slow partner endpoint never holds an issuance worker).
+Ctrl-C or SIGTERM stops them all; if one dies, the others are stopped and the command exits
+non-zero.
 
 Each child runs in its own process group, so that a Ctrl-C reaches only this command, which
 stops the children in order with SIGTERM (a child still importing Django would otherwise print a
@@ -69,7 +71,7 @@ def port_is_free(port: int) -> bool:
 class Command(BaseCommand):
     help = (
         "Migrate, load the demo data (bootstrap_demo) and serve the API on 127.0.0.1:$PORT "
-        "together with the issuance workers (qcluster). Ctrl-C stops both."
+        "together with the issuance and the webhook workers (two qclusters). Ctrl-C stops them all."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -98,6 +100,7 @@ class Command(BaseCommand):
         env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
         env.setdefault("DJANGO_SETTINGS_MODULE", "channel_manager.settings")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.pop("Q_CLUSTER_NAME", None)  # each qcluster is told which queue it serves below
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         commands = {
             "web server (gunicorn)": [
@@ -112,7 +115,9 @@ class Command(BaseCommand):
                 "--log-level", "warning",
             ],
             "issuance workers (qcluster)": [sys.executable, manage, "qcluster"],
+            "webhook workers (qcluster)": [sys.executable, manage, "qcluster"],
         }
+        child_env = {"webhook workers (qcluster)": {**env, "Q_CLUSTER_NAME": settings.WEBHOOK_QUEUE}}
         self.stop_signal: int | None = None
         previous = {
             sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -122,7 +127,7 @@ class Command(BaseCommand):
             for name, argv in commands.items():
                 children[name] = subprocess.Popen(
                     argv,
-                    env=env,
+                    env=child_env.get(name, env),
                     cwd=settings.BASE_DIR,
                     stdin=subprocess.DEVNULL,
                     process_group=0,
@@ -154,7 +159,7 @@ class Command(BaseCommand):
                     ready = True
                     self.stdout.write(
                         f"Serving the partner API on http://127.0.0.1:{port}/channelManager "
-                        f"(docs: http://127.0.0.1:{port}/api/docs/), with the issuance workers. "
+                        f"(docs: http://127.0.0.1:{port}/api/docs/), with the issuance and webhook workers. "
                         "Press Ctrl-C to stop."
                     )
                     self.stdout.flush()
