@@ -56,6 +56,17 @@ class DeliveryState(models.TextChoices):
     NONE = "none"
 
 
+class RowBoundTextField(models.TextField):
+    """A text column bound as one parameter per row in a multi-row INSERT. Django sends a bulk
+    insert on PostgreSQL as UNNEST of one array per column, and psycopg quotes text arrays in
+    Python, character class by character class: for event bodies (kilobytes of JSON, every
+    quote escaped) that was a sixth of a batch issuance's CPU. A field with a placeholder of its
+    own opts the INSERT out of UNNEST."""
+
+    def get_placeholder(self, value, compiler, connection) -> str:
+        return "%s"
+
+
 class Event(models.Model):
     event_id = models.UUIDField("eventId", default=uuid.uuid4, unique=True, editable=False)
     event_type = models.CharField(max_length=64)
@@ -65,7 +76,7 @@ class Event(models.Model):
     payload = models.JSONField()
     # The exact JSON document POSTed to receivers, serialized once when the event is published:
     # every attempt and every redelivery sends (and signs) the same bytes.
-    body = models.TextField(blank=True)
+    body = RowBoundTextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # A summary of the event's deliveries: none (no active subscription), pending, delivered
     # (all delivered) or failed (one failed for good).

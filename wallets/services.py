@@ -29,12 +29,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from catalog.models import Item
 from catalog.services import CapacityClaim, release_capacity
+from channel_manager.kernel.bulk import update_rows
 from wallets.codes import new_asset_number, new_manifest_token, new_wallet_reference
 from wallets.contents import (  # noqa: F401  (re-exported: part of the wallets API)
     AssetPlan,
@@ -51,7 +52,6 @@ from wallets.models import Asset, Wallet, WalletValidity
 
 # PostgreSQL takes at most 65535 parameters per statement; an Asset row has 13 columns.
 ASSET_INSERT_BATCH = 4000
-WALLET_UPDATE_BATCH = 1000
 
 # Wallet primary keys: a list, or a queryset of them (e.g. `links.values("wallet_id")`), which
 # the statement then embeds as a subquery.
@@ -229,37 +229,9 @@ def mint(plan: MintPlan, *, validity: str, now: dt.datetime | None = None) -> li
 
 
 def _save_minted(wallets: list[Wallet], *, now: dt.datetime, validity: str) -> None:
-    """Store the wallets' references, tokens, validity and minted_at: one UPDATE per batch.
-
-    On PostgreSQL an UPDATE ... FROM (VALUES ...), which costs ~10 ms for 500 wallets where
-    Django's bulk_update (a CASE per column) spends over a second building expressions.
-    """
-    connection = connections[Wallet.objects.db]
-    if connection.vendor != "postgresql":
-        Wallet.objects.bulk_update(
-            wallets, ["wallet_reference_number", "manifest_token", "minted_at", "validity"],
-            batch_size=WALLET_UPDATE_BATCH,
-        )
-        return
-    qn = connection.ops.quote_name
-    table = qn(Wallet._meta.db_table)
-    ref = qn(Wallet._meta.get_field("wallet_reference_number").column)
-    token = qn(Wallet._meta.get_field("manifest_token").column)
-    minted = qn(Wallet._meta.get_field("minted_at").column)
-    valid = qn(Wallet._meta.get_field("validity").column)
-    pk = qn(Wallet._meta.pk.column)
-    with connection.cursor() as cursor:
-        for start in range(0, len(wallets), WALLET_UPDATE_BATCH):
-            batch = wallets[start : start + WALLET_UPDATE_BATCH]
-            rows = ", ".join(["(%s::bigint, %s::varchar, %s::varchar)"] * len(batch))
-            params: list[object] = [now, validity]
-            for wallet in batch:
-                params.extend((wallet.pk, wallet.wallet_reference_number, wallet.manifest_token))
-            cursor.execute(
-                f"UPDATE {table} AS w SET {ref} = v.ref, {token} = v.token, {minted} = %s, {valid} = %s "
-                f"FROM (VALUES {rows}) AS v(id, ref, token) WHERE w.{pk} = v.id",
-                params,
-            )
+    """Store the wallets' references, tokens, validity and minted_at (set on the instances by
+    mint): one UPDATE per thousand wallets (channel_manager.kernel.bulk.update_rows)."""
+    update_rows(wallets, ["wallet_reference_number", "manifest_token", "minted_at", "validity"])
 
 
 def mint_wallets(

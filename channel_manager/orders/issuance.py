@@ -42,6 +42,7 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.selectors import items_by_code, venue_today
 from catalog.services import CapacityClaim, CapacityExceeded, reserve_capacity_groups
+from channel_manager.kernel.bulk import update_rows
 from channel_manager.kernel.formats import hhmm
 from channel_manager.orders import metrics, state
 from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, can_transition
@@ -362,7 +363,7 @@ def _price(issued: Sequence[_Planned]) -> None:
         priced.extend(entry.lines)
         entry.order.total_amount = total
     if priced:
-        OrderLine.objects.bulk_update(priced, ["unit_price", "line_total"])
+        update_rows(priced, ["unit_price", "line_total"])
 
 
 def _settle(orders: Sequence[Order], errors: dict[int, str], *, started: float) -> dict[int, str]:

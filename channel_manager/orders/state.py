@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from channel_manager.kernel.bulk import update_rows
 from channel_manager.orders.errors import InvalidState
 from channel_manager.orders.models import INITIAL_STATUS, Order, OrderStatusChange, can_transition
 
@@ -93,7 +94,7 @@ def transition(
         if also_save and len(batch) > 1:
             for order in batch:
                 order.status, order.updated_at = path[-1], now
-            Order.objects.bulk_update(batch, ["status", "updated_at", *also_save])
+            update_rows(batch, ["status", "updated_at", *also_save])
         else:
             Order.objects.filter(pk__in=[order.pk for order in batch]).update(
                 status=path[-1], updated_at=now, **{field: getattr(batch[0], field) for field in also_save}
