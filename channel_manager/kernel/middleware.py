@@ -4,10 +4,16 @@ that happen outside a view's own error handling (the database going away, a bug)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.middleware import csrf
 
 from channel_manager.kernel.idempotency import is_partner_api
 from channel_manager.kernel.problems import PROBLEM_CONTENT_TYPE, problem_response, unavailable
@@ -58,3 +64,43 @@ class ApiGuardMiddleware:
         else:
             logger.exception("unhandled error in the partner API")
         return problem_response(500, "internal_error", "Something went wrong on our side; nothing was changed.")
+
+
+# ---- middleware the partner API does not need ---------------------------------------------------
+
+
+class OffPartnerApi:
+    """Mixed into a Django middleware: it runs everywhere but on the partner API.
+
+    Sessions, CSRF, staff authentication and messages serve the admin and the customer pages; a
+    partner call authenticates with its API key (DRF views are CSRF-exempt) and never touches a
+    session or a message, so on those paths they only cost CPU. Subclassing (rather than wrapping)
+    keeps the admin's system checks, which look for these classes in MIDDLEWARE, satisfied.
+    """
+
+    get_response: Callable[[HttpRequest], HttpResponse]
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_partner_api(request.path):
+            return self.get_response(request)
+        return super().__call__(request)  # type: ignore[misc]
+
+
+class SessionMiddleware(OffPartnerApi, sessions.SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(OffPartnerApi, auth.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(OffPartnerApi, messages.MessageMiddleware):
+    pass
+
+
+class CsrfViewMiddleware(OffPartnerApi, csrf.CsrfViewMiddleware):
+    def process_view(self, request: HttpRequest, callback: Any, callback_args: Any, callback_kwargs: Any):
+        # DRF views are csrf_exempt anyway; skipping here saves the lookup on the partner API.
+        if is_partner_api(request.path):
+            return None
+        return super().process_view(request, callback, callback_args, callback_kwargs)
