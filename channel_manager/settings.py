@@ -68,11 +68,11 @@ MIDDLEWARE = [
     "channel_manager.kernel.logs.RequestContextMiddleware",
     "channel_manager.kernel.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Sessions, CSRF, staff auth and messages run for the admin and the pages, not for the partner
-    # API (settings.PARTNER_API_PREFIXES): see channel_manager.kernel.middleware.OffPartnerApi.
+    # Sessions, staff auth and messages run for the admin and the pages, not for the partner API
+    # (settings.PARTNER_API_PREFIXES): see channel_manager.kernel.middleware.OffPartnerApi.
     "channel_manager.kernel.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "channel_manager.kernel.middleware.CsrfViewMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "channel_manager.kernel.middleware.AuthenticationMiddleware",
     "channel_manager.kernel.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

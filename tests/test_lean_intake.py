@@ -10,12 +10,7 @@ from django.test import Client, RequestFactory
 
 from channel_manager.kernel import partners
 from channel_manager.kernel.authentication import partner_for_key
-from channel_manager.kernel.middleware import (
-    AuthenticationMiddleware,
-    CsrfViewMiddleware,
-    MessageMiddleware,
-    SessionMiddleware,
-)
+from channel_manager.kernel.middleware import AuthenticationMiddleware, MessageMiddleware, SessionMiddleware
 from channel_manager.kernel.models import Partner
 from tests.factories import PartnerFactory
 
@@ -44,14 +39,6 @@ def test_other_paths_keep_sessions_staff_auth_and_messages():
     for middleware_class in (SessionMiddleware, AuthenticationMiddleware, MessageMiddleware):
         _through(middleware_class, request)
     assert hasattr(request, "session") and hasattr(request, "user") and hasattr(request, "_messages")
-
-
-def test_csrf_is_not_checked_on_the_partner_api_but_is_everywhere_else():
-    middleware = CsrfViewMiddleware(lambda r: HttpResponse())
-    api = RequestFactory().post("/channelManager")
-    assert middleware.process_view(api, lambda r: None, (), {}) is None
-    page = RequestFactory().post("/admin/login/")
-    assert middleware.process_view(page, lambda r: None, (), {}).status_code == 403
 
 
 def test_the_admin_still_refuses_a_post_without_csrf_token(catalog):

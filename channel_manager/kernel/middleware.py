@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import middleware as auth
@@ -13,7 +12,6 @@ from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
-from django.middleware import csrf
 
 from channel_manager.kernel.idempotency import is_partner_api
 from channel_manager.kernel.problems import PROBLEM_CONTENT_TYPE, problem_response, unavailable
@@ -72,10 +70,14 @@ class ApiGuardMiddleware:
 class OffPartnerApi:
     """Mixed into a Django middleware: it runs everywhere but on the partner API.
 
-    Sessions, CSRF, staff authentication and messages serve the admin and the customer pages; a
-    partner call authenticates with its API key (DRF views are CSRF-exempt) and never touches a
-    session or a message, so on those paths they only cost CPU. Subclassing (rather than wrapping)
-    keeps the admin's system checks, which look for these classes in MIDDLEWARE, satisfied.
+    Sessions, staff authentication and messages serve the admin and the customer pages; a partner
+    call authenticates with its API key and never touches a session or a message, so on those
+    paths they only cost CPU. Subclassing (rather than wrapping) keeps the admin's system checks,
+    which look for these classes in MIDDLEWARE, satisfied.
+
+    CSRF stays Django's own middleware, everywhere: `check --deploy` looks for it by its dotted
+    path (security.W003 and the CSRF cookie checks), and on the partner API it costs little,
+    since DRF views are csrf_exempt and a partner sends no CSRF cookie.
     """
 
     get_response: Callable[[HttpRequest], HttpResponse]
@@ -97,10 +99,3 @@ class AuthenticationMiddleware(OffPartnerApi, auth.AuthenticationMiddleware):
 class MessageMiddleware(OffPartnerApi, messages.MessageMiddleware):
     pass
 
-
-class CsrfViewMiddleware(OffPartnerApi, csrf.CsrfViewMiddleware):
-    def process_view(self, request: HttpRequest, callback: Any, callback_args: Any, callback_kwargs: Any):
-        # DRF views are csrf_exempt anyway; skipping here saves the lookup on the partner API.
-        if is_partner_api(request.path):
-            return None
-        return super().process_view(request, callback, callback_args, callback_kwargs)
