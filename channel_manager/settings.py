@@ -85,11 +85,13 @@ MIDDLEWARE = [
     "channel_manager.kernel.logs.RequestContextMiddleware",
     "channel_manager.kernel.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, staff auth and messages run for the admin and the pages, not for the partner API
+    # (settings.PARTNER_API_PREFIXES): see channel_manager.kernel.middleware.OffPartnerApi.
+    "channel_manager.kernel.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "channel_manager.kernel.middleware.AuthenticationMiddleware",
+    "channel_manager.kernel.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "channel_manager.kernel.middleware.ApiGuardMiddleware",
     "channel_manager.kernel.idempotency.IdempotencyMiddleware",

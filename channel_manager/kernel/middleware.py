@@ -4,8 +4,12 @@ that happen outside a view's own error handling (the database going away, a bug)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth import middleware as auth
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
@@ -58,3 +62,40 @@ class ApiGuardMiddleware:
         else:
             logger.exception("unhandled error in the partner API")
         return problem_response(500, "internal_error", "Something went wrong on our side; nothing was changed.")
+
+
+# ---- middleware the partner API does not need ---------------------------------------------------
+
+
+class OffPartnerApi:
+    """Mixed into a Django middleware: it runs everywhere but on the partner API.
+
+    Sessions, staff authentication and messages serve the admin and the customer pages; a partner
+    call authenticates with its API key and never touches a session or a message, so on those
+    paths they only cost CPU. Subclassing (rather than wrapping) keeps the admin's system checks,
+    which look for these classes in MIDDLEWARE, satisfied.
+
+    CSRF stays Django's own middleware, everywhere: `check --deploy` looks for it by its dotted
+    path (security.W003 and the CSRF cookie checks), and on the partner API it costs little,
+    since DRF views are csrf_exempt and a partner sends no CSRF cookie.
+    """
+
+    get_response: Callable[[HttpRequest], HttpResponse]
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_partner_api(request.path):
+            return self.get_response(request)
+        return super().__call__(request)  # type: ignore[misc]
+
+
+class SessionMiddleware(OffPartnerApi, sessions.SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(OffPartnerApi, auth.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(OffPartnerApi, messages.MessageMiddleware):
+    pass
+

@@ -210,9 +210,14 @@ def _insert_lines_and_links(*, order: Order, line_rows: list[OrderLine], shells:
         return
     qn = connection.ops.quote_name
     fields = [f for f in OrderLine._meta.concrete_fields if not f.primary_key]
+    # Only the JSON columns need Django's adaptation (to Jsonb); psycopg takes the other values
+    # (ints, texts, dates, times, None) as they are, which spares each value a field's prep chain.
+    json_fields = {f for f in fields if f.get_internal_type() == "JSONField"}
     params: list[Any] = []
     for line_row in line_rows:
-        params.extend(f.get_db_prep_save(f.pre_save(line_row, add=True), connection) for f in fields)
+        for f in fields:
+            value = getattr(line_row, f.attname)
+            params.append(f.get_db_prep_save(value, connection) if f in json_fields else value)
     link_numbers = [line_row.line_number for line_row, wallets in zip(line_rows, shells, strict=True) for _ in wallets]
     link_wallets = [wallet.pk for wallets in shells for wallet in wallets]
     params.extend([order.pk, link_numbers, link_wallets])

@@ -12,11 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channel_manager.kernel.api import IDEMPOTENCY_HEADER, parse_body, problem_responses
+from channel_manager.kernel.api import IDEMPOTENCY_HEADER, problem_responses
 from channel_manager.kernel.cursors import CURSOR_ERROR, BadCursor, decode_cursor, encode_cursor
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import Problem, flatten_errors, validation_problem
 from channel_manager.orders import selectors, services
+from channel_manager.orders.api import fast_parsing
 from channel_manager.orders.api import serializers as s
 from channel_manager.orders.models import Order
 from channel_manager.orders.presenters import order_dict
@@ -29,6 +30,10 @@ COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429)
 def order_problems(*codes: int) -> dict:
     """The documented problem answers of an order operation (with orderId / orderStatus)."""
     return problem_responses(*codes, serializer=s.OrderProblemSerializer)
+
+
+# The customer's members, read once (a Serializer instance deep-copies its fields).
+CUSTOMER_KEYS = tuple(s.CustomerSerializer().fields)
 
 
 def order_input_from(data: dict[str, Any]) -> services.OrderInput:
@@ -53,7 +58,7 @@ def order_input_from(data: dict[str, Any]) -> services.OrderInput:
         )
     customer = data.get("customer")
     if customer is not None:
-        customer = {key: customer.get(key) for key in s.CustomerSerializer().fields}
+        customer = {key: customer.get(key) for key in CUSTOMER_KEYS}
     return services.OrderInput(
         sell_to_order_reference=data["sellToOrderReference"],
         payment_reference=data.get("paymentReference") or None,
@@ -99,7 +104,7 @@ class OrderCollectionView(PartnerAPIView):
     def post(self, request: Request) -> Response:
         body = request.data
         check_partner(body, self.partner)
-        data = parse_body(s.OrderRequestSerializer, body)
+        data = fast_parsing.parse(s.OrderRequestSerializer, body)
         order = services.create_order(partner=self.partner, order_input=order_input_from(data))
         # The service leaves the rows it wrote on the order: render them without reading back.
         location = f"/channelManager/{order.order_id}"
@@ -177,7 +182,7 @@ class OrderDetailView(PartnerAPIView):
         body = request.data
         check_partner(body, self.partner)
         order = self.get_order(orderId)
-        data = parse_body(s.ReplaceOrderRequestSerializer, body)
+        data = fast_parsing.parse(s.ReplaceOrderRequestSerializer, body)
         identity = {
             "orderId": str(order.order_id),
             "sellToOrderReference": order.sell_to_order_reference,
@@ -224,6 +229,6 @@ class OrderConfirmView(PartnerAPIView):
     )
     def post(self, request: Request, orderId: str) -> Response:
         order = self.get_order(orderId)
-        data = parse_body(s.ConfirmRequestSerializer, request.data)
+        data = fast_parsing.parse(s.ConfirmRequestSerializer, request.data)
         order = services.confirm_order(order=order, payment_reference=data["paymentReference"])
         return self.render_order(order)
