@@ -321,8 +321,22 @@ REPLACED_FIELDS = (
 
 def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = None) -> Order:
     """Replace a Draft or Error order's contents, keeping its identity: destroys every wallet
-    (freeing capacity and references) and re-issues."""
+    (freeing capacity and references) and re-issues.
+
+    Like create_order, a reference that became live on another order between our check and our
+    insert (a concurrent createOrder or replaceOrder) is caught by the database's unique
+    constraint: the whole replacement rolls back and the partner gets reference_in_use."""
     items = _check_lines(order_input.lines)
+    try:
+        return _replace_locked(order=order, order_input=order_input, items=items, actor=actor)
+    except IntegrityError:
+        # Rolled back: the order's own wallets are live again, so exclude them from the check.
+        _check_references_free(partner=order.partner, lines=order_input.lines, order=order)
+        _check_lines(order_input.lines, fresh=True)  # an item removed since the snapshot
+        raise
+
+
+def _replace_locked(*, order: Order, order_input: OrderInput, items: dict[str, Item], actor: str | None) -> Order:
     with transaction.atomic():
         order = _lock(order)
         if not operation_allowed("replace", order.status):
