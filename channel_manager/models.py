@@ -2,9 +2,16 @@
 the orders. Defined in channel_manager.kernel.models and channel_manager.orders.models."""
 
 from channel_manager.kernel.models import ApiKey, IdempotencyRecord, Partner
-from channel_manager.orders.models import IssuanceSignal, Order, OrderLine, OrderStatusChange, OrderWallet
+from channel_manager.orders.models import (
+    DeletedOrder,
+    IssuanceSignal,
+    Order,
+    OrderLine,
+    OrderStatusChange,
+    OrderWallet,
+)
 
 __all__ = [
-    "ApiKey", "IdempotencyRecord", "IssuanceSignal", "Order", "OrderLine", "OrderStatusChange", "OrderWallet",
-    "Partner",
+    "ApiKey", "DeletedOrder", "IdempotencyRecord", "IssuanceSignal", "Order", "OrderLine", "OrderStatusChange",
+    "OrderWallet", "Partner",
 ]

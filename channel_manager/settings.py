@@ -274,6 +274,8 @@ TASK_RESULT_RETENTION_DAYS = env_int("TASK_RESULT_RETENTION_DAYS", 7)
 FAILED_TASK_RETENTION_DAYS = env_int("FAILED_TASK_RETENTION_DAYS", 30)
 DELIVERY_ATTEMPT_RETENTION_DAYS = env_int("DELIVERY_ATTEMPT_RETENTION_DAYS", 30)
 EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 90)
+# Tombstones of deleted Draft/Error orders (who, when, why, what): the audit trail finance reads.
+TOMBSTONE_RETENTION_DAYS = env_int("TOMBSTONE_RETENTION_DAYS", 400)
 
 # ---- transport security: production defaults, off in development (plain http on 127.0.0.1) ----
 

@@ -165,8 +165,12 @@ def test_the_migration_creates_each_schedule_once_and_leaves_edited_ones_alone()
     Schedule.objects.filter(name="prune-events").update(minutes=60)
     migration.create_schedules(django_apps, editor)
     importlib.import_module("channel_manager.migrations.0005_task_paths").forward(django_apps, editor)
-    schedules = {s.name: s for s in Schedule.objects.filter(name__in=[n for n, _, _ in migration.SCHEDULES])}
-    assert len(schedules) == len(migration.SCHEDULES) == 5
+    tombstones = importlib.import_module("channel_manager.migrations.0010_tombstone_housekeeping")
+    tombstones.create_schedule(django_apps, editor)
+    tombstones.create_schedule(django_apps, editor)  # twice: nothing doubles
+    names = [n for n, _, _ in migration.SCHEDULES] + [tombstones.SCHEDULE_NAME]
+    schedules = {s.name: s for s in Schedule.objects.filter(name__in=names)}
+    assert len(schedules) == Schedule.objects.filter(name__in=names).count() == 6
     assert schedules["prune-events"].minutes == 60
     assert schedules["qcluster-heartbeat"].minutes == 1
     assert all(s.repeats == -1 and s.schedule_type == Schedule.MINUTES for s in schedules.values())

@@ -5,12 +5,20 @@ own committed transaction, so a concurrent repeat sees it and answers 409. The r
 in a transaction that also stores its response: either both the change and the stored response
 commit, or neither does (a crash leaves only the claim, which expires and is taken over).
 Responses 409, 429 and 5xx are not stored.
+
+A claim is held by its token, the `locked_at` it was taken with. A request slower than
+IDEMPOTENCY_LOCK_SECONDS may find its claim taken over by a repeat (which writes a new
+`locked_at`): it then stores nothing, since the store is an UPDATE conditional on the token.
+Its changes roll back with it, so that what took effect is always what the stored response
+says, and it answers as any repeat does: the stored response, or 409 while the repeat runs.
+Replays stay byte for byte the first stored response.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -24,6 +32,8 @@ from channel_manager.kernel.problems import problem_response, unavailable
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 REPLAYED_HEADERS = ("Content-Type", "Location")
+
+logger = logging.getLogger(__name__)
 
 
 def is_partner_api(path: str) -> bool:
@@ -76,31 +86,58 @@ class IdempotencyMiddleware:
         if not claimed:
             return self._answer_repeat(record, fingerprint)
         try:
-            return self._run_once(request, record)
+            return self._run_once(request, record, fingerprint)
         except (OperationalError, InterfaceError):
             return unavailable()
 
-    def _run_once(self, request: HttpRequest, record: IdempotencyRecord) -> HttpResponse:
+    def _run_once(self, request: HttpRequest, record: IdempotencyRecord, fingerprint: str) -> HttpResponse:
+        token = record.locked_at  # the claim is ours while the row still carries it
+        claim_lost = False
         try:
             with transaction.atomic():
                 response = self.get_response(request)
                 if hasattr(response, "render") and not getattr(response, "is_rendered", True):
                     response.render()
                 if should_store(response.status_code):
-                    record.response_status = response.status_code
-                    record.response_headers = {h: response[h] for h in REPLAYED_HEADERS if response.has_header(h)}
-                    record.response_body = response.content
-                    record.locked_at = None
-                    record.save(update_fields=["response_status", "response_headers", "response_body", "locked_at"])
-                    return response
-                # Not stored: make sure nothing the request did survives a 5xx.
-                transaction.set_rollback(response.status_code >= 500)
+                    if self._store(record, token, response):
+                        return response
+                    # Our claim expired and a repeat took the key over: keep nothing of ours.
+                    claim_lost = True
+                    transaction.set_rollback(True)
+                else:
+                    # Not stored: make sure nothing the request did survives a 5xx.
+                    transaction.set_rollback(response.status_code >= 500)
         except Exception:
-            IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+            self._release(record, token)
             raise
+        if claim_lost:
+            logger.warning(
+                "Idempotency-Key claim expired while its request ran; its %s rolled back, not stored",
+                response.status_code, extra={"idempotency_record": record.pk},
+            )
+            current = IdempotencyRecord.objects.filter(pk=record.pk).first()
+            if current is None:  # the repeat gave up and freed the key: the partner may retry
+                return self._in_progress()
+            return self._answer_repeat(current, fingerprint)
         # Not stored: free the key so the partner can retry with it.
-        IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+        self._release(record, token)
         return response
+
+    @staticmethod
+    def _store(record: IdempotencyRecord, token: dt.datetime | None, response: HttpResponse) -> bool:
+        """Store the response if the claim is still ours; False if a repeat took it over."""
+        stored = IdempotencyRecord.objects.filter(pk=record.pk, locked_at=token, response_status__isnull=True).update(
+            response_status=response.status_code,
+            response_headers={h: response[h] for h in REPLAYED_HEADERS if response.has_header(h)},
+            response_body=response.content,
+            locked_at=None,
+        )
+        return stored == 1
+
+    @staticmethod
+    def _release(record: IdempotencyRecord, token: dt.datetime | None) -> None:
+        """Free the key, unless a repeat has taken the claim over meanwhile (it is theirs)."""
+        IdempotencyRecord.objects.filter(pk=record.pk, locked_at=token, response_status__isnull=True).delete()
 
     def _claim(self, partner_pk: int, key: str, fingerprint: str) -> tuple[IdempotencyRecord, bool]:
         now = timezone.now()
@@ -121,7 +158,10 @@ class IdempotencyMiddleware:
             record.response_status is None and record.locked_at is not None and record.locked_at < stale
         ):
             # A claim whose request died (its changes rolled back with it), or an expired key:
-            # take it over, atomically, so that only one repeat wins.
+            # take it over, atomically, so that only one repeat wins. The new locked_at is the
+            # new claim's token: it must differ from the old one, or the old request could store.
+            if record.locked_at is not None and now <= record.locked_at:
+                now = record.locked_at + dt.timedelta(microseconds=1)
             taken = IdempotencyRecord.objects.filter(
                 pk=record.pk, locked_at=record.locked_at, created_at=record.created_at
             ).update(
@@ -141,11 +181,15 @@ class IdempotencyMiddleware:
                 "This Idempotency-Key was used for a different request; use a new key for a new request.",
             )
         if record.response_status is None:
-            return problem_response(
-                409, "idempotency_in_progress",
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-                headers={"Retry-After": "1"},
-            )
+            return self._in_progress()
         return stored_response(record)
+
+    @staticmethod
+    def _in_progress() -> HttpResponse:
+        return problem_response(
+            409, "idempotency_in_progress",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
 
 

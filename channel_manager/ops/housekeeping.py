@@ -16,6 +16,9 @@ transaction log; a backlog is worked off over the following runs. Each returns h
   prune_events               events older than EVENT_RETENTION_DAYS (90) that were delivered or had
                              nobody to deliver to, with their deliveries and attempts (partners
                              can list 30 days); pending and failed ones stay for staff
+  prune_deleted_orders       tombstones of deleted Draft/Error orders (DeletedOrder) older than
+                             TOMBSTONE_RETENTION_DAYS (400): the audit trail outlives a year of
+                             finance reporting, then goes (schedule made by migration 0010)
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ SCHEDULES = {
     "prune-task-results": "channel_manager.ops.housekeeping.prune_task_results",
     "prune-delivery-attempts": "channel_manager.ops.housekeeping.prune_delivery_attempts",
     "prune-events": "channel_manager.ops.housekeeping.prune_events",
+    "prune-deleted-orders": "channel_manager.ops.housekeeping.prune_deleted_orders",
 }
 
 
@@ -115,3 +119,14 @@ def prune_events(*, limit: int | None = None) -> int:
         # Events cascade to their deliveries and attempts: keep the batch a tenth of the others.
         deleted = delete_batch(Event, old, limit=max(1, limit // 10))
         return _done("prune_events", deleted, max(1, limit // 10))
+
+
+def prune_deleted_orders(*, limit: int | None = None) -> int:
+    from channel_manager.orders.models import DeletedOrder
+
+    limit = batch_size() if limit is None else limit
+    with task_context(request_id=None, operation="task:prune_deleted_orders"):
+        days = getattr(settings, "TOMBSTONE_RETENTION_DAYS", 400)
+        old = DeletedOrder.objects.filter(deleted_at__lt=_ago(days=days))
+        deleted = delete_batch(DeletedOrder, old, limit=limit)
+        return _done("prune_deleted_orders", deleted, limit)

@@ -10,6 +10,10 @@ into a temporary file, every string written as a string cell (never a formula), 
 numbers and timestamps as dates (UTC).
 
 Date ranges are whole days in the venue's time zone, inclusive at both ends.
+
+Deleted orders (Draft or Error orders a partner or staff removed) have no lines left: they come
+from their tombstones (DeletedOrder), in their own section and files, by the day they were
+deleted, with who deleted them and why.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from openpyxl.utils import get_column_letter
 
 from catalog.selectors import get_venue
 from channel_manager.kernel.formats import rfc3339
-from channel_manager.orders.models import Order, OrderLine, format_buy_from_reference
+from channel_manager.orders.models import DeletedOrder, Order, OrderLine, format_buy_from_reference
 from wallets.models import Asset, AssetType
 
 DATE_FIELDS = {"created": "created_at", "issued": "issued_at", "cancelled": "cancelled_at"}
@@ -54,29 +58,45 @@ class ExportFilters:
         if self.date_field not in DATE_FIELDS:
             raise ValueError(f"date_field must be one of {sorted(DATE_FIELDS)}")
 
-    def order_q(self, prefix: str = "") -> Q:
-        """The filter on orders; `prefix` reaches the order from another model ("order__")."""
-        column = prefix + DATE_FIELDS[self.date_field]
+    def _range_q(self, column: str) -> Q:
+        """`column` within the date range: whole days in the venue's time zone."""
         tz = get_venue().tzinfo
         q = Q()
-        if self.date_field != "created":
-            q &= Q(**{f"{column}__isnull": False})
         if self.date_from:
             q &= Q(**{f"{column}__gte": dt.datetime.combine(self.date_from, dt.time.min, tzinfo=tz)})
         if self.date_to:
             end = dt.datetime.combine(self.date_to + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
             q &= Q(**{f"{column}__lt": end})
+        return q
+
+    def order_q(self, prefix: str = "") -> Q:
+        """The filter on orders; `prefix` reaches the order from another model ("order__")."""
+        column = prefix + DATE_FIELDS[self.date_field]
+        q = Q()
+        if self.date_field != "created":
+            q &= Q(**{f"{column}__isnull": False})
+        q &= self._range_q(column)
         if self.partner_pk:
             q &= Q(**{f"{prefix}partner_id": self.partner_pk})
         if self.statuses:
             q &= Q(**{f"{prefix}status__in": list(self.statuses)})
         return q
 
-    def slug(self) -> str:
-        """For file names: orders-created-2026-01-01-2026-01-31."""
+    def deleted_q(self) -> Q:
+        """The filter on tombstones: deleted within the date range (whichever order date the
+        orders export uses), of the partner, with one of the statuses at deletion."""
+        q = self._range_q("deleted_at")
+        if self.partner_pk:
+            q &= Q(partner_id=self.partner_pk)
+        if self.statuses:
+            q &= Q(status__in=list(self.statuses))
+        return q
+
+    def slug(self, what: str | None = None) -> str:
+        """For file names: orders-created-2026-01-01-2026-01-31, deleted-orders-2026-01-01-now."""
         start = self.date_from.isoformat() if self.date_from else "start"
         end = self.date_to.isoformat() if self.date_to else "now"
-        return f"orders-{self.date_field}-{start}-{end}"
+        return f"{what or 'orders-' + self.date_field}-{start}-{end}"
 
 
 def orders_for_export(filters: ExportFilters) -> QuerySet[Order]:
@@ -142,8 +162,10 @@ class OrderLinesExporter:
         "order__total_amount",
     )
     _datetime_columns = (5, 6, 7)
+    _date_columns = (12,)
     _money_columns = (13, 14, 16)
     _xlsx_widths = (14, 22, 16, 11, 18, 20, 20, 20, 6, 16, 13, 8, 11, 10, 10, 8, 11)
+    sheet_title = "Orders"
     chunk_size = 2000
     csv_flush_bytes = 64 * 1024
 
@@ -181,7 +203,8 @@ class OrderLinesExporter:
         for row in self.iterate_list():
             for index in datetime_columns:
                 row[index] = rfc3339(row[index])
-            row[12] = row[12].isoformat()
+            for index in self._date_columns:
+                row[index] = row[index].isoformat()
             writer.writerow(row)
             if buffer.tell() >= self.csv_flush_bytes:
                 yield buffer.getvalue().encode("utf-8")
@@ -194,7 +217,7 @@ class OrderLinesExporter:
     def write_xlsx(self, fileobj: IO[bytes]) -> int:
         """Write the workbook to `fileobj` (a temporary file); returns the number of data rows."""
         workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet(title="Orders")
+        sheet = workbook.create_sheet(title=self.sheet_title)
         sheet.freeze_panes = "A2"
         for index, width in enumerate(self._xlsx_widths, 1):
             sheet.column_dimensions[get_column_letter(index)].width = width
@@ -210,6 +233,60 @@ class OrderLinesExporter:
             sheet.append(values)
         workbook.save(fileobj)
         return self.rows
+
+
+class DeletedOrdersExporter(OrderLinesExporter):
+    """One row per deleted order (its tombstone): references, payment reference, amount, and
+    who deleted it, when and why. Same CSV and XLSX treatment as the lines."""
+
+    identifier = "deletedorders"
+    verbose_name = "Deleted orders"
+    sheet_title = "Deleted orders"
+    columns = (
+        "buyFromOrderReference",
+        "sellToOrderReference",
+        "partnerId",
+        "orderId",
+        "statusAtDeletion",
+        "paymentReference",
+        "currency",
+        "orderTotal",
+        "createdAt",
+        "deletedAt",
+        "deletedBy",
+        "reason",
+    )
+    _values = (
+        "buy_from_order_reference",
+        "sell_to_order_reference",
+        "partner__partner_id",
+        "order_id",
+        "status",
+        "payment_reference",
+        "currency",
+        "total_amount",
+        "created_at",
+        "deleted_at",
+        "actor",
+        "reason",
+    )
+    _datetime_columns = (8, 9)
+    _date_columns = ()
+    _money_columns = (7,)
+    _xlsx_widths = (14, 22, 16, 38, 11, 18, 8, 11, 20, 20, 22, 40)
+
+    def queryset(self) -> QuerySet:
+        return DeletedOrder.objects.filter(self.filters.deleted_q()).order_by("deleted_at", "id").values_list(
+            *self._values
+        )
+
+    def iterate_list(self) -> Iterator[list[Any]]:
+        self.rows = 0
+        for row in self.queryset().iterator(chunk_size=self.chunk_size):
+            out = list(row)
+            out[3] = str(row[3])  # the orderId, as text
+            self.rows += 1
+            yield out
 
 
 def money_cell(sheet, value: Decimal) -> WriteOnlyCell:
@@ -301,3 +378,33 @@ def export_summary(filters: ExportFilters) -> Summary:
         total.tickets += row.tickets
         total.amount += row.amount
     return Summary(rows=rows, totals=[totals[c] for c in sorted(totals)])
+
+
+# --------------------------------------------------------------------------------------------
+# Deleted orders, for the summary page
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeletedSummary:
+    rows: list[SummaryRow]  # per partner and currency: orders deleted, their amount
+    latest: list[DeletedOrder]  # the most recent ones, newest first
+    count: int
+
+
+def deleted_summary(filters: ExportFilters, *, latest: int = 50) -> DeletedSummary:
+    """The deleted orders matching the filters (by the day they were deleted): per partner and
+    currency, how many and their amount, and the `latest` of them. Two queries."""
+    tombstones = DeletedOrder.objects.filter(filters.deleted_q())
+    per_partner = (
+        tombstones.values("partner__partner_id", "partner__name", "currency")
+        .annotate(n=Count("id"), amount=Sum("total_amount"))
+        .order_by("partner__partner_id", "currency")
+    )
+    rows = [
+        SummaryRow(partner_id=entry["partner__partner_id"], partner_name=entry["partner__name"],
+                   currency=entry["currency"], orders=entry["n"], amount=entry["amount"] or Decimal("0.00"))
+        for entry in per_partner
+    ]
+    shown = list(tombstones.select_related("partner").order_by("-deleted_at", "-id")[:latest]) if rows else []
+    return DeletedSummary(rows=rows, latest=shown, count=sum(row.orders for row in rows))

@@ -215,3 +215,43 @@ class IssuanceSignal(models.Model):
 
     def __str__(self) -> str:
         return f"issuance asked for at {self.raised_at:%H:%M:%S}"
+
+
+class DeletedOrder(models.Model):
+    """The tombstone of a Draft or Error order that was deleted.
+
+    The contract removes such an order entirely (its partner reference becomes free again); this
+    row keeps who deleted it, when and why, and what it held (the order as getOrder showed it),
+    so that support and finance can still find it, a paymentReference included. Written by
+    services.delete_order in the deleting transaction; kept TOMBSTONE_RETENTION_DAYS (400), then
+    pruned by housekeeping. Issued → Cancelled keeps its row and writes none.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    order_id = models.UUIDField("orderId", unique=True, editable=False)
+    # The deleted order's internal key: it numbered buyFromOrderReference (CM-00000042).
+    order_pk = models.BigIntegerField("order number")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="deleted_orders")
+    sell_to_order_reference = models.CharField("sellToOrderReference", max_length=64)
+    buy_from_order_reference = models.CharField("buyFromOrderReference", max_length=16)
+    payment_reference = models.CharField("paymentReference", max_length=128, null=True, blank=True)
+    status = models.CharField("status at deletion", max_length=16, choices=OrderStatus.choices)
+    currency = models.CharField(max_length=3)
+    total_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField("order created at")
+    actor = models.CharField(max_length=150, help_text="partner:<id> or staff:<username>")
+    reason = models.TextField(blank=True)
+    order_json = models.JSONField("order at deletion", help_text="The order as getOrder showed it.")
+    deleted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "channel_manager"
+        ordering = ["-deleted_at", "-id"]
+        indexes = [
+            models.Index(fields=["deleted_at"], name="deletedorder_deleted_at"),
+            models.Index(fields=["partner", "sell_to_order_reference"], name="deletedorder_partner_ref"),
+            models.Index(fields=["payment_reference"], name="deletedorder_payment_ref"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.buy_from_order_reference} (deleted {self.status})"

@@ -18,8 +18,17 @@ from channel_manager.kernel.logs import current_request_id
 from channel_manager.kernel.models import Partner
 from channel_manager.orders import scheduling, state
 from channel_manager.orders.errors import DuplicateOrder, InvalidState, OrderNotFound, ReferenceInUse
-from channel_manager.orders.models import Order, OrderLine, OrderStatus, OrderWallet, is_no_op, operation_allowed
-from channel_manager.orders.selectors import order_wallet_ids
+from channel_manager.orders.models import (
+    DeletedOrder,
+    Order,
+    OrderLine,
+    OrderStatus,
+    OrderWallet,
+    is_no_op,
+    operation_allowed,
+)
+from channel_manager.orders.presenters import order_dict
+from channel_manager.orders.selectors import order_wallet_ids, orders_with_contents
 from wallets.models import Wallet
 from wallets.services import (
     HolderSnapshot,
@@ -326,8 +335,22 @@ REPLACED_FIELDS = (
 
 def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = None) -> Order:
     """Replace a Draft or Error order's contents, keeping its identity: destroys every wallet
-    (freeing capacity and references) and re-issues."""
+    (freeing capacity and references) and re-issues.
+
+    Like create_order, a reference that became live on another order between our check and our
+    insert (a concurrent createOrder or replaceOrder) is caught by the database's unique
+    constraint: the whole replacement rolls back and the partner gets reference_in_use."""
     items = _check_lines(order_input.lines)
+    try:
+        return _replace_locked(order=order, order_input=order_input, items=items, actor=actor)
+    except IntegrityError:
+        # Rolled back: the order's own wallets are live again, so exclude them from the check.
+        _check_references_free(partner=order.partner, lines=order_input.lines, order=order)
+        _check_lines(order_input.lines, fresh=True)  # an item removed since the snapshot
+        raise
+
+
+def _replace_locked(*, order: Order, order_input: OrderInput, items: dict[str, Item], actor: str | None) -> Order:
     with transaction.atomic():
         order = _lock(order)
         if not operation_allowed("replace", order.status):
@@ -354,21 +377,48 @@ def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = 
 @transaction.atomic
 def delete_order(*, order: Order, actor: str | None = None, reason: str = "") -> Order | None:
     """Issued → Cancelled (row kept, wallets destroyed); Draft and Error are removed entirely,
-    freeing the partner reference; Cancelled is a no-op. Returns the kept order or None."""
+    freeing the partner reference, and leave a tombstone (DeletedOrder: who, when, why, what;
+    `actor` is partner:<id> or staff:<username>); Cancelled is a no-op. Returns the kept order
+    or None."""
     order = _lock(order)
     if not operation_allowed("delete", order.status):
         raise InvalidState(status=order.status, operation="delete")
     if is_no_op("delete", order.status):
         return order
-    _destroy_wallets(order)
+    actor = actor or _partner_actor(order.partner)
     if order.status == OrderStatus.ISSUED:
+        _destroy_wallets(order)
         now = timezone.now()
         order.cancelled_at = now
         state.transition(
-            order, OrderStatus.CANCELLED, actor=actor or _partner_actor(order.partner),
-            message=reason or "cancelled", also_save=["cancelled_at"], at=now,
+            order, OrderStatus.CANCELLED, actor=actor, message=reason or "cancelled", also_save=["cancelled_at"],
+            at=now,
         )
         return order
+    # Draft or Error: the row goes, its tombstone stays; it shows the order before its wallets go.
+    _write_tombstone(orders_with_contents(Order.objects.filter(pk=order.pk)).get(), actor=actor, reason=reason)
+    _destroy_wallets(order)
     delete_wallets(wallet_ids=order_wallet_ids(order=order))  # gone with the order, as its links
     order.delete()
     return None
+
+
+def _write_tombstone(order: Order, *, actor: str, reason: str) -> DeletedOrder:
+    """What remains of a deleted Draft or Error order (the audit trail): `order` carries its
+    contents as they were before its wallets were destroyed."""
+    return DeletedOrder.objects.create(
+        order_id=order.order_id,
+        order_pk=order.pk,
+        partner=order.partner,
+        sell_to_order_reference=order.sell_to_order_reference,
+        buy_from_order_reference=order.buy_from_order_reference,
+        payment_reference=order.payment_reference,
+        status=order.status,
+        currency=order.currency,
+        total_amount=order.total_amount,
+        created_at=order.created_at,
+        actor=actor,
+        reason=reason,
+        order_json=order_dict(order),
+        deleted_at=timezone.now(),
+    )

@@ -233,7 +233,7 @@ def _eligibility(orders: list[Order], operation: str) -> list[dict[str, Any]]:
 
 def remove_order(request: HttpRequest, order: Order, reason: str) -> Order | None:
     """services.delete_order with the staff member as actor and the reason in the history
-    (Issued → Cancelled) and in the admin log (which is all that remains of a deleted order)."""
+    (Issued → Cancelled) or the deleted order's tombstone (Draft, Error), and in the admin log."""
     with transaction.atomic():
         kept = services.delete_order(order=order, actor=staff_actor(request), reason=reason)
         if kept is None:

@@ -148,7 +148,8 @@ class DeleteForm(ProblemFormMixin, forms.Form):
     reason = forms.CharField(
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-        help_text="Required. Recorded in the order's history (Issued → Cancelled) and in the admin log.",
+        help_text="Required. Recorded in the order's history (Issued → Cancelled) or in the deleted order's "
+        "tombstone (Draft, Error), and in the admin log.",
     )
 
     def clean_reason(self) -> str:
@@ -206,7 +207,8 @@ class ExportForm(forms.Form):
     partner = forms.ModelChoiceField(queryset=Partner.objects.order_by("partner_id"), required=False,
                                      empty_label="All partners")
     status = forms.MultipleChoiceField(choices=OrderStatus.choices, required=False,
-                                       widget=forms.CheckboxSelectMultiple, help_text="None ticked: every status.")
+                                       widget=forms.CheckboxSelectMultiple,
+                                       help_text="None ticked: every status. Deleted orders: the status at deletion.")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
