@@ -334,7 +334,7 @@ def clear_orders() -> None:
     sql(
         "TRUNCATE channel_manager_order, channel_manager_orderline, channel_manager_orderstatuschange, "
         "channel_manager_orderwallet, wallets_wallet, wallets_asset, notifications_event, catalog_capacity, "
-        "channel_manager_idempotencyrecord, django_q_ormq, django_q_task CASCADE"
+        "channel_manager_idempotencyrecord, channel_manager_issuancesignal, django_q_ormq, django_q_task CASCADE"
     )
     sql("VACUUM ANALYZE")
 

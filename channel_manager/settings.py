@@ -166,6 +166,8 @@ ISSUANCE_MAX_ATTEMPTS = env_int("ISSUANCE_MAX_ATTEMPTS", 5)
 # (well inside the task timeout) and queues its successor.
 ISSUANCE_BATCH_SIZE = env_int("ISSUANCE_BATCH_SIZE", 50)
 ISSUANCE_RUN_SECONDS = env_int("ISSUANCE_RUN_SECONDS", 20)
+# A run asked for this long ago and not started is taken as lost, and asked for again.
+ISSUANCE_SIGNAL_STALE_SECONDS = env_int("ISSUANCE_SIGNAL_STALE_SECONDS", 5)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["channel_manager.kernel.authentication.PartnerApiKeyAuthentication"],

@@ -186,3 +186,14 @@ def test_concurrent_runs_skip_the_orders_another_run_holds(partner, catalog):
         holder.join()
     assert set(settled) == {order.pk for order in orders[1:]}
     assert issue_due_orders() == {orders[0].pk: OrderStatus.ISSUED}
+
+
+def test_a_signal_whose_run_was_lost_is_raised_again_after_a_while(partner, day, settings):
+    settings.ISSUANCE_SIGNAL_STALE_SECONDS = 5
+    IssuanceSignal.objects.create(raised_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2))
+    with mock.patch("channel_manager.orders.scheduling.async_task") as async_task:
+        assert not scheduling.kick()  # a run was asked for just now: no second one
+        IssuanceSignal.objects.update(raised_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=6))
+        assert scheduling.kick()  # that run never came (its task was lost): ask again
+        assert not scheduling.kick()
+    assert [c.args[0] for c in async_task.call_args_list] == [scheduling.ISSUE_DUE_TASK]

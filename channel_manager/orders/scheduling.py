@@ -6,7 +6,9 @@ makes sure an issuance run will look at the queue: it raises the IssuanceSignal 
 if it was the one to raise it, queues one run (a django-q task, `tasks.issue_due_orders_task`).
 A run lowers the signal before each look at the queue, so an order committed after a run's
 look raises the signal again and gets a run of its own. A burst of orders thus costs a handful
-of tasks instead of one per order (no pickling and signing per order, no result rows).
+of tasks instead of one per order (no pickling and signing per order, no result rows). A
+signal raised more than ISSUANCE_SIGNAL_STALE_SECONDS ago is raised anew (its run was lost:
+deleted from the queue, or failed before lowering it), so no order waits for long.
 
 Should the web process die between commit and kick, the order waits for the sweeper
 (tasks.sweep_stuck_orders, every minute), which kicks for orders due too long.
@@ -18,6 +20,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 
+from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -90,15 +93,20 @@ def signal_raised_at() -> dt.datetime | None:
 
 
 def _raise_signal() -> bool:
-    """INSERT … ON CONFLICT DO NOTHING (PostgreSQL and SQLite): True if this call inserted it.
-    A raised signal is not locked or updated, so concurrent requests do not queue up on it."""
+    """INSERT … ON CONFLICT (PostgreSQL and SQLite): True if this call raised the signal, or
+    found it raised so long ago (ISSUANCE_SIGNAL_STALE_SECONDS) that its run must have been
+    lost, and raised it anew. A fresh signal is left as it is (its row lock lasts one statement
+    of this short transaction), so concurrent requests do not queue up behind it."""
     connection = connections[IssuanceSignal.objects.db]
     meta = IssuanceSignal._meta
     qn = connection.ops.quote_name
+    table, pk, raised = qn(meta.db_table), qn(meta.pk.column), qn(meta.get_field("raised_at").column)
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=settings.ISSUANCE_SIGNAL_STALE_SECONDS)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {qn(meta.db_table)} ({qn(meta.pk.column)}, {qn(meta.get_field('raised_at').column)}) "
-            f"VALUES (1, %s) ON CONFLICT DO NOTHING",
-            [connection.ops.adapt_datetimefield_value(timezone.now())],
+            f"INSERT INTO {table} ({pk}, {raised}) VALUES (1, %s) "
+            f"ON CONFLICT ({pk}) DO UPDATE SET {raised} = excluded.{raised} WHERE {table}.{raised} < %s",
+            [connection.ops.adapt_datetimefield_value(now), connection.ops.adapt_datetimefield_value(stale)],
         )
         return cursor.rowcount == 1
