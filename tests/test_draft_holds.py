@@ -369,3 +369,23 @@ def test_concurrent_runs_expire_each_hold_exactly_once(client, catalog):
         assert OrderStatusChange.objects.filter(order__order_id=order_id, to_status=OrderStatus.ERROR).count() == 1
         assert len(events_of(order_id)) == 2
     assert sold() == 0
+
+
+def test_confirm_replace_and_delete_lock_the_order_row_only(client, catalog):
+    """Locking the partner's row too (as before) blocked every insert that refers to the partner
+    until commit; a confirm that expires a hold then waits for a capacity row and deadlocks with
+    issuance (found by the holds fault drill)."""
+    from django.test.utils import CaptureQueriesContext
+
+    created = draft(client)
+    order = Order.objects.get(order_id=created["orderId"])
+    calls = (
+        lambda: services.confirm_order(order=order, payment_reference="P"),
+        lambda: services.delete_order(order=order),
+    )
+    for call in calls:
+        with CaptureQueriesContext(connection) as ctx:
+            call()
+        locks = [q["sql"] for q in ctx.captured_queries
+                 if "FOR UPDATE" in q["sql"] and 'FROM "channel_manager_order"' in q["sql"]]
+        assert locks and all(sql.endswith('FOR UPDATE OF "channel_manager_order"') for sql in locks), locks

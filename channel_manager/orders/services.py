@@ -288,8 +288,12 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
 
 def _lock(order: Order) -> Order:
     """Re-read the order under a row lock: concurrent calls and the worker queue up behind it.
-    A concurrent deleteOrder may have removed it meanwhile: then it is as absent as any other."""
-    locked = Order.objects.select_for_update().select_related("partner").filter(pk=order.pk).first()
+    A concurrent deleteOrder may have removed it meanwhile: then it is as absent as any other.
+
+    Only the order's row (`of`): locking its partner's row too would block every insert that
+    refers to the partner (orders, events) until we commit, and a caller that then waits for a
+    capacity row (a replace, or a confirm that expires a hold) deadlocks with issuance."""
+    locked = Order.objects.select_for_update(of=("self",)).select_related("partner").filter(pk=order.pk).first()
     if locked is None:
         raise OrderNotFound()
     return locked
