@@ -2,7 +2,8 @@
 throwaway database. Each drill says what it did and what it found; the run exits non-zero if any
 invariant broke.
 
-    bash .ci/with-postgres .venv/bin/python -m bench.faults [--only kill,pgrestart,races,capacity,webhooks,isolation]
+    bash .ci/with-postgres .venv/bin/python -m bench.faults \
+        [--only kill,pgrestart,races,capacity,webhooks,isolation,holds]
 
 Drills:
 
@@ -18,6 +19,9 @@ Drills:
              byte a second; both settle orders. Partner A's submit-to-settled p99 stays within
              2 x its p99 on the quiet system (measured first) + 0.5 s, and no A order waits more
              than ISOLATION_MAX_WAIT seconds.
+7. holds     200 Draft holds on one slot end over 10 s while 300 paid orders for that slot arrive,
+             40 partners confirm right at the end of their hold, and two expiry runs work at once:
+             each hold is confirmed in time (200) or expired once (409 after), capacity exact.
 
 Invariants checked after the drills that issue (`check_orders`): every order settled, once per
 submission (one Draft/Issued/Error history row after each Submitted, and one event each); live
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime as dt
 import hashlib
 import hmac
 import http.server
@@ -80,9 +85,13 @@ FAST = {
     "Q_WEBHOOK_TIMEOUT": "30",  # the webhook cluster's own: a task drains for WEBHOOK_TASK_BUDGET_SECONDS
     "Q_WEBHOOK_RETRY": "40",
 }
+EXPIRED = "hold expired"  # check_orders: a history step of the hold expiry (actor HOLD_EXPIRY_ACTOR)
+CONFIRMED = "confirmed"  # check_orders: a history step of confirmOrder
+HOLD_EXPIRY_ACTOR = "hold-expiry"  # channel_manager.orders.services.HOLD_EXPIRY_ACTOR
 DRILL_ITEM = "DRILL-SLOT"
 DRILL_SLOT = "10:00"
 DRILL_CAPACITY = 300
+HOLD_ARRIVALS = 300  # paid orders arriving while the holds drill's 200 Drafts expire
 PARTNER = "drill"
 HOOK_PARTNER = "hooks"
 
@@ -247,10 +256,16 @@ def check_orders(prefix: str) -> list[str]:
     per_item: dict[int, int] = {}
     items = {item.pk: item for item in Item.objects.all()}
     history: dict[int, list[str]] = collections.defaultdict(list)
-    for order_pk, to_status in (
+    for order_pk, from_status, to_status, actor in (
         OrderStatusChange.objects.filter(order__in=orders).order_by("order_id", "at", "id")
-        .values_list("order_id", "to_status")
+        .values_list("order_id", "from_status", "to_status", "actor")
     ):
+        # A Draft whose hold expired moves on to Error once more, announced too: not a settle.
+        # Nor is a confirm (Draft -> Issued), which no event announces.
+        if actor == HOLD_EXPIRY_ACTOR:
+            to_status = EXPIRED
+        elif (from_status, to_status) == (OrderStatus.DRAFT, OrderStatus.ISSUED):
+            to_status = CONFIRMED
         history[order_pk].append(to_status)
     events = collections.Counter(
         Event.objects.filter(subject_id__in=[str(o.order_id) for o in orders]).values_list("subject_id", flat=True)
@@ -266,21 +281,31 @@ def check_orders(prefix: str) -> list[str]:
         if order.status in IN_FLIGHT:
             problems.append(f"{label}: still in flight")
             continue
-        # One settle after each submission.
+        # One settle after each submission; at most one hold expiry, right after a Draft.
         runs, settles = [], 0
-        for status in history[order.pk]:
+        steps = history[order.pk]
+        for i, status in enumerate(steps):
             if status == OrderStatus.SUBMITTED:
                 if runs or settles:
                     runs.append(settles)
                 settles = 0
             elif status in SETTLED:
                 settles += 1
+            elif status == EXPIRED and (i == 0 or steps[i - 1] != OrderStatus.DRAFT):
+                problems.append(f"{label}: a hold expiry that does not follow a Draft (history {steps})")
         runs.append(settles)
         if any(n != 1 for n in runs):
-            problems.append(f"{label}: settles per submission {runs} (history {history[order.pk]})")
-        submissions = len(runs)
-        if events[str(order.order_id)] != submissions:
-            problems.append(f"{label}: {events[str(order.order_id)]} events for {submissions} submissions")
+            problems.append(f"{label}: settles per submission {runs} (history {steps})")
+        submissions, expiries = len(runs), steps.count(EXPIRED)
+        if events[str(order.order_id)] != submissions + expiries:
+            problems.append(f"{label}: {events[str(order.order_id)]} events for {submissions} submissions "
+                            f"and {expiries} hold expiries")
+        if steps and steps[-1] == EXPIRED:
+            if order.status != OrderStatus.ERROR or not (order.status_message or "").startswith("hold expired"):
+                problems.append(f"{label}: its hold expired, yet it is {order.status}: {order.status_message}")
+            if live[order.pk]:
+                problems.append(f"{label}: {len(live[order.pk])} live wallets after its hold expired")
+            continue
         if order.status == OrderStatus.CANCELLED:
             if live[order.pk]:
                 problems.append(f"{label}: {len(live[order.pk])} live wallets on a cancelled order")
@@ -976,6 +1001,146 @@ def drill_isolation(ctx: Context) -> str:
     return found
 
 
+# ---- 7. Draft holds ------------------------------------------------------------------------------
+
+
+def run_hold_expiry(stop: threading.Event, every: float, counts: list[int], errors: list[str]) -> None:
+    """What the expire-draft-holds schedule does, every `every` seconds rather than every minute.
+    A run that fails (a deadlock, say) is recorded, and fails the drill, and the next one goes on."""
+    from django.db import connections
+
+    from channel_manager.orders.tasks import expire_draft_holds_task
+
+    try:
+        while not stop.is_set():
+            try:
+                counts.append(expire_draft_holds_task())
+            except Exception as exc:  # noqa: BLE001 - reported by the drill
+                errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                connections.close_all()
+            stop.wait(every)
+    finally:
+        connections.close_all()
+
+
+def drill_holds(ctx: Context) -> str:
+    """200 Draft holds on one slot expire over ~10 s while 300 paid orders for the same slot
+    arrive, some partners confirm their Drafts right at the end of the hold, and two expiry
+    runs (plus the qcluster's own schedule) work at once."""
+    from django.utils import timezone
+
+    from catalog.models import Capacity
+    from channel_manager.orders.models import Order, OrderStatus, OrderStatusChange
+
+    holds, arrivals, confirms = 200, HOLD_ARRIVALS, 40
+    hold_prefix, new_prefix = "HOLD-", "HOLDNEW-"
+    day = ctx.dates[len(ctx.dates) // 2 + 1]  # not the capacity drill's day
+    ctx.start_qcluster()
+    local = threading.local()
+
+    def order(ref: str, payment: str | None) -> dict:
+        return {"partnerId": PARTNER, "sellToOrderReference": ref, "paymentReference": payment,
+                "items": [{"itemId": DRILL_ITEM, "quantity": 1, "visitDate": day, "visitTime": DRILL_SLOT}]}
+
+    def post(i: int, ref: str, payment: str | None) -> Reply:
+        if not hasattr(local, "api"):
+            local.api = ctx.api()
+        return local.api.request("POST", "/channelManager", order(ref, payment))
+
+    replies = parallel(holds, lambda i: post(i, f"{hold_prefix}{i}", None), threads=16)
+    if collections.Counter(r.status for r in replies) != {202: holds}:
+        raise DrillFailed(f"Draft createOrder answers {dict(collections.Counter(r.status for r in replies))}")
+    wait_settled(ctx, hold_prefix, timeout=120, sweep_every=2.0)
+    if order_statuses(hold_prefix) != {"Draft": holds}:
+        raise DrillFailed(f"the holds settled {dict(order_statuses(hold_prefix))}, expected {holds} Draft")
+    row = Capacity.objects.get(item__item_id=DRILL_ITEM, visit_date=day)
+    log(f"   {holds} Drafts hold {row.sold} of {row.capacity} places; their holds now end over 10 s")
+
+    # The scene: each hold ends between 2 and 12 s from now (their real end is a day away).
+    drafts = list(Order.objects.filter(sell_to_order_reference__startswith=hold_prefix).order_by("pk"))
+    start = timezone.now() + dt.timedelta(seconds=2)
+    ends = {o.pk: start + dt.timedelta(seconds=10 * i / holds) for i, o in enumerate(drafts)}
+    for o in drafts:
+        Order.objects.filter(pk=o.pk).update(hold_expires_at=ends[o.pk])
+    began = time.monotonic()
+
+    stop = threading.Event()
+    expired_counts: list[int] = []
+    run_errors: list[str] = []
+    runners = [threading.Thread(target=run_hold_expiry, args=(stop, 1.0, expired_counts, run_errors), daemon=True)
+               for _ in range(2)]
+    for runner in runners:
+        runner.start()
+
+    confirm_targets = drafts[:: holds // confirms][:confirms]
+    confirm_replies: list[Reply] = [None] * len(confirm_targets)  # type: ignore[list-item]
+
+    def confirm(k: int) -> None:  # right at the end of the hold, give or take 0.3 s
+        target = confirm_targets[k]
+        delay = (ends[target.pk] - timezone.now()).total_seconds() + (k % 3 - 1) * 0.3
+        time.sleep(max(0.0, delay))
+        api = ctx.api()
+        confirm_replies[k] = api.request("POST", f"/channelManager/{target.order_id}/confirm",
+                                         {"paymentReference": f"PAY-{k}"})
+        api.close()
+
+    confirmers = [threading.Thread(target=confirm, args=(k,), daemon=True) for k in range(len(confirm_targets))]
+    for thread in confirmers:
+        thread.start()
+
+    def arrive(i: int) -> Reply:  # paid orders, spread over the 12 s the holds take to end
+        time.sleep(max(0.0, began + 12 * i / arrivals - time.monotonic()))
+        return post(i, f"{new_prefix}{i}", "PAY")
+
+    new_replies = parallel(arrivals, arrive, threads=16)
+    for thread in confirmers:
+        thread.join(timeout=60)
+    if collections.Counter(r.status for r in new_replies) != {202: arrivals}:
+        raise DrillFailed(f"paid createOrder answers {dict(collections.Counter(r.status for r in new_replies))}")
+    took = wait_settled(ctx, new_prefix, timeout=180, sweep_every=2.0)
+    deadline = time.monotonic() + 60
+    while Order.objects.filter(sell_to_order_reference__startswith=hold_prefix, status=OrderStatus.DRAFT).exists():
+        if time.monotonic() > deadline:
+            raise DrillFailed(f"holds still Draft 60 s after they ended: {dict(order_statuses(hold_prefix))}")
+        time.sleep(0.25)
+    stop.set()
+    for runner in runners:
+        runner.join(timeout=60)
+
+    problems: list[str] = [f"an expiry run failed: {error}" for error in run_errors]
+    answers = collections.Counter((r.status, r.code) for r in confirm_replies if r is not None)
+    if set(answers) - {(200, None), (409, "invalid_state")} or sum(answers.values()) != len(confirm_targets):
+        problems.append(f"confirm answers {dict(answers)}, expected 200 or 409 invalid_state")
+    final = order_statuses(hold_prefix)
+    expiries = OrderStatusChange.objects.filter(
+        order__sell_to_order_reference__startswith=hold_prefix, actor=HOLD_EXPIRY_ACTOR
+    )
+    expired = expiries.count()
+    if final != {"Error": expired, "Issued": holds - expired} or answers[(200, None)] != holds - expired:
+        problems.append(f"holds ended {dict(final)}: {expired} expiries, {answers[(200, None)]} confirms answered 200")
+    expired_orders = len(set(expiries.values_list("order_id", flat=True)))
+    if expired != expired_orders:
+        problems.append(f"{expired} expiry history rows for {expired_orders} orders")
+    confirmed_late = [
+        o.sell_to_order_reference for o in Order.objects.filter(
+            sell_to_order_reference__startswith=hold_prefix, status=OrderStatus.ISSUED)
+        if o.issued_at > ends[o.pk]
+    ]
+    if confirmed_late:
+        problems.append(f"{len(confirmed_late)} holds confirmed after their end: {confirmed_late[:5]}")
+    problems += check_orders(hold_prefix) + check_orders(new_prefix)
+    fail_if(problems, "holds")
+    row.refresh_from_db()
+    paid = order_statuses(new_prefix)
+    runs = [n for n in expired_counts if n]
+    confirm_figures = {f"{status} {code or ''}".strip(): n for (status, code), n in answers.items()}
+    return (f"{holds} holds: {expired} expired (each once: one history row, one event, wallets void), "
+            f"{holds - expired} confirmed in time, confirms {confirm_figures}; "
+            f"{arrivals} paid orders meanwhile: {dict(paid)}, settled {took:.1f} s after the last; "
+            f"expiry runs that found work: {len(runs)} (largest {max(runs, default=0)}); "
+            f"Capacity.sold {row.sold}/{row.capacity} == live admissions")
+
+
 # ---- main ----------------------------------------------------------------------------------------
 
 DRILLS = {
@@ -985,6 +1150,7 @@ DRILLS = {
     "capacity": (f"1,000 single-ticket orders on a slot of capacity {DRILL_CAPACITY}", drill_capacity),
     "webhooks": ("webhook receiver down, flaky, then up", drill_webhooks),
     "isolation": ("partner B's endpoint never answers, C's drips; A settles as on a quiet system", drill_isolation),
+    "holds": ("200 Draft holds expire while paid orders for the same slot arrive", drill_holds),
 }
 
 

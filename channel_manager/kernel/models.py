@@ -4,8 +4,14 @@ The tables keep their `channel_manager` app label (channel_manager.models re-exp
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
+
+# A Draft order holds its capacity this long by default (API.md, "Draft holds"); 0 means never.
+DEFAULT_DRAFT_HOLD_MINUTES = 1440
+# At most a year: a longer hold is as good as never, and a bound keeps the expiry computable.
+MAX_DRAFT_HOLD_MINUTES = 525_600
 
 
 class Partner(models.Model):
@@ -13,11 +19,25 @@ class Partner(models.Model):
     name = models.CharField(max_length=200)
     active_from = models.DateTimeField(default=timezone.now)
     enabled = models.BooleanField(default=True)
+    draft_hold_minutes = models.PositiveIntegerField(
+        "draftHoldMinutes",
+        default=DEFAULT_DRAFT_HOLD_MINUTES,
+        validators=[MaxValueValidator(MAX_DRAFT_HOLD_MINUTES)],
+        help_text=(
+            "How long a Draft order of this partner holds its capacity before it expires, in minutes; "
+            "0 means never. A change applies to holds that start after it."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         app_label = "channel_manager"
         ordering = ["partner_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(draft_hold_minutes__lte=MAX_DRAFT_HOLD_MINUTES), name="partner_draft_hold_bounded"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.partner_id

@@ -44,6 +44,7 @@ from catalog.selectors import items_by_code, venue_today
 from catalog.services import CapacityClaim, CapacityExceeded, reserve_capacity_groups
 from channel_manager.kernel.bulk import update_rows
 from channel_manager.kernel.formats import hhmm
+from channel_manager.kernel.models import Partner
 from channel_manager.orders import metrics, state
 from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, can_transition
 from channel_manager.orders.presenters import order_dict
@@ -366,6 +367,20 @@ def _price(issued: Sequence[_Planned]) -> None:
         update_rows(priced, ["unit_price", "line_total"])
 
 
+def _start_holds(drafts: Sequence[Order], *, now: dt.datetime) -> None:
+    """Each order settling Draft holds its capacity for its partnership's draftHoldMinutes from
+    now (no end when 0); every other outcome holds nothing (`hold_expires_at` stays None, as
+    replace and the model leave it). One query, for the Drafts' partnerships only."""
+    if not drafts:
+        return
+    minutes = dict(
+        Partner.objects.filter(pk__in={order.partner_id for order in drafts}).values_list("pk", "draft_hold_minutes")
+    )
+    for order in drafts:
+        hold = minutes.get(order.partner_id, 0)
+        order.hold_expires_at = now + dt.timedelta(minutes=hold) if hold else None
+
+
 def _settle(orders: Sequence[Order], errors: dict[int, str], *, started: float) -> dict[int, str]:
     """Processing → Draft, Issued or Error: one UPDATE and one history INSERT per outcome, then
     the events (in the caller's transaction)."""
@@ -374,6 +389,7 @@ def _settle(orders: Sequence[Order], errors: dict[int, str], *, started: float) 
     for order in orders:
         message = errors.get(order.pk)
         order.status_message = message
+        order.hold_expires_at = None  # only a Draft holds capacity: _start_holds sets its end
         if message is not None:
             to_status = OrderStatus.ERROR
             order.total_amount = None  # not priced: prices are set only on a successful issuance
@@ -382,8 +398,10 @@ def _settle(orders: Sequence[Order], errors: dict[int, str], *, started: float) 
             if to_status == OrderStatus.ISSUED:
                 order.issued_at = now
         outcome.setdefault(to_status, []).append(order)
+    _start_holds(outcome.get(OrderStatus.DRAFT, []), now=now)
     for to_status, group in outcome.items():
-        fields = ["status_message", "total_amount"] + (["issued_at"] if to_status == OrderStatus.ISSUED else [])
+        fields = ["status_message", "total_amount", "hold_expires_at"]
+        fields += ["issued_at"] if to_status == OrderStatus.ISSUED else []
         # Refuses (InvalidState) a move the state machine does not have, before writing anything.
         state.transition(
             group, to_status, actor=ACTOR, message=lambda order: order.status_message or "", also_save=fields, at=now

@@ -34,7 +34,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     OrderStatus.PROCESSING: frozenset(
         {OrderStatus.DRAFT, OrderStatus.ISSUED, OrderStatus.ERROR, OrderStatus.SCHEDULED}
     ),
-    OrderStatus.DRAFT: frozenset({OrderStatus.ISSUED, OrderStatus.SUBMITTED}),
+    # Draft -> Error: its hold expired (channel_manager.orders.services.expire_draft_holds).
+    OrderStatus.DRAFT: frozenset({OrderStatus.ISSUED, OrderStatus.SUBMITTED, OrderStatus.ERROR}),
     OrderStatus.ISSUED: frozenset({OrderStatus.CANCELLED}),
     OrderStatus.ERROR: frozenset({OrderStatus.SUBMITTED}),
     OrderStatus.CANCELLED: frozenset(),
@@ -87,6 +88,9 @@ class Order(models.Model):
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # When a Draft's hold on its capacity ends (API.md, "Draft holds"): set when the order settles
+    # Draft (null when its partnership's holds never expire), cleared on every other status.
+    hold_expires_at = models.DateTimeField("holdExpiresAt", null=True, blank=True)
     # How many times issuance started for the current content (a worker that died counts).
     issuance_attempts = models.PositiveIntegerField(default=0)
     # The X-Request-Id of the request that last submitted it: issuance logs under it, so that a
@@ -106,6 +110,12 @@ class Order(models.Model):
             models.Index(fields=["status", "updated_at"], name="order_status_updated"),
             # The issuance queue: Scheduled orders, oldest first.
             models.Index(fields=["id"], condition=models.Q(status="Scheduled"), name="order_due"),
+            # The holds to expire: Drafts whose hold has an end, soonest first.
+            models.Index(
+                fields=["hold_expires_at"],
+                condition=models.Q(status="Draft", hold_expires_at__isnull=False),
+                name="order_hold_due",
+            ),
         ]
 
     def __str__(self) -> str:

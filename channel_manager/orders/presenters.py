@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from channel_manager.kernel.formats import hhmm, money, rfc3339
-from channel_manager.orders.models import Order
+from channel_manager.orders.models import Order, OrderStatus
 from wallets.selectors import manifest_url
 
 CUSTOMER_FIELDS = ("firstName", "lastName", "email", "phone", "country", "language")
@@ -46,6 +46,14 @@ def wallet_dict(wallet) -> dict[str, Any]:
     }
 
 
+def hold_expires_at(order: Order) -> str | None:
+    """When the Draft's hold on its capacity ends (API.md, "Draft holds"); null for every other
+    status, and for a Draft whose partnership's holds never expire."""
+    if order.status != OrderStatus.DRAFT:
+        return None
+    return rfc3339(order.hold_expires_at)
+
+
 def order_dict(order: Order) -> dict[str, Any]:
     """Needs `live_lines` and `live_wallet_links`: from selectors.orders_with_contents, or set
     by the service that just wrote them (so createOrder answers without reading back)."""
@@ -66,6 +74,7 @@ def order_dict(order: Order) -> dict[str, Any]:
         "totalAmount": money(order.total_amount),
         "createdAt": rfc3339(order.created_at),
         "updatedAt": rfc3339(order.updated_at),
+        "holdExpiresAt": hold_expires_at(order),
         "items": [
             {
                 "lineNumber": line.line_number,

@@ -4,6 +4,7 @@ these; each runs in one transaction and takes keyword arguments."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,12 @@ from django.utils import timezone
 from catalog.models import Item, ItemType
 from catalog.selectors import cached_items_by_code, get_venue, items_by_code, venue_today
 from channel_manager.kernel.errors import ValidationFailed
+from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.logs import current_request_id
 from channel_manager.kernel.models import Partner
 from channel_manager.orders import scheduling, state
 from channel_manager.orders.errors import DuplicateOrder, InvalidState, OrderNotFound, ReferenceInUse
+from channel_manager.orders.issuance import ORDER_PROCESSED
 from channel_manager.orders.models import (
     DeletedOrder,
     Order,
@@ -29,6 +32,7 @@ from channel_manager.orders.models import (
 )
 from channel_manager.orders.presenters import order_dict
 from channel_manager.orders.selectors import order_wallet_ids, orders_with_contents
+from notifications.services import EventSpec, publish_events
 from wallets.models import Wallet
 from wallets.services import (
     HolderSnapshot,
@@ -37,6 +41,8 @@ from wallets.services import (
     destroy_wallets_and_release,
     validate_wallets,
 )
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # Orders
@@ -295,8 +301,12 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
 
 def _lock(order: Order) -> Order:
     """Re-read the order under a row lock: concurrent calls and the worker queue up behind it.
-    A concurrent deleteOrder may have removed it meanwhile: then it is as absent as any other."""
-    locked = Order.objects.select_for_update().select_related("partner").filter(pk=order.pk).first()
+    A concurrent deleteOrder may have removed it meanwhile: then it is as absent as any other.
+
+    Only the order's row (`of`): locking its partner's row too would block every insert that
+    refers to the partner (orders, events) until we commit, and a caller that then waits for a
+    capacity row (a replace, or a confirm that expires a hold) deadlocks with issuance."""
+    locked = Order.objects.select_for_update(of=("self",)).select_related("partner").filter(pk=order.pk).first()
     if locked is None:
         raise OrderNotFound()
     return locked
@@ -307,29 +317,41 @@ def _destroy_wallets(order: Order) -> None:
     destroy_wallets_and_release(wallet_ids=order_wallet_ids(order=order))
 
 
-@transaction.atomic
 def confirm_order(*, order: Order, payment_reference: str, actor: str | None = None) -> Order:
-    """Draft → Issued with the partner's paymentReference; on Issued a no-op."""
-    order = _lock(order)
-    if not operation_allowed("confirm", order.status):
-        raise InvalidState(status=order.status, operation="confirm")
-    if is_no_op("confirm", order.status):
-        return order
-    now = timezone.now()
-    order.payment_reference = payment_reference
-    order.issued_at = now
-    state.transition(
-        order, OrderStatus.ISSUED, actor=actor or _partner_actor(order.partner), message="confirmed",
-        also_save=["payment_reference", "issued_at"], at=now,
-    )
-    validate_wallets(wallet_ids=order_wallet_ids(order=order))
-    return order
+    """Draft → Issued with the partner's paymentReference; on Issued a no-op.
+
+    A Draft whose hold has passed is not confirmed, even when the schedule has not expired it
+    yet: it is expired here, first (committed, announced, exactly as the schedule would), and
+    the confirm is refused as on any Error order. Its capacity may already have been promised
+    to nobody else, but a hold is a promise with an end, and the end is the same for everyone."""
+    with transaction.atomic():
+        order = _lock(order)
+        now = timezone.now()
+        expired = hold_has_passed(order, now=now)
+        if expired:
+            _expire_holds([order], now=now)
+        else:
+            if not operation_allowed("confirm", order.status):
+                raise InvalidState(status=order.status, operation="confirm")
+            if is_no_op("confirm", order.status):
+                return order
+            order.payment_reference = payment_reference
+            order.issued_at = now
+            order.hold_expires_at = None
+            state.transition(
+                order, OrderStatus.ISSUED, actor=actor or _partner_actor(order.partner), message="confirmed",
+                also_save=["payment_reference", "issued_at", "hold_expires_at"], at=now,
+            )
+            validate_wallets(wallet_ids=order_wallet_ids(order=order))
+            return order
+    # Outside the transaction, so that the expiry stays committed.
+    raise InvalidState(status=order.status, operation="confirm")
 
 
 # What replace_order resets, written with the status in one UPDATE.
 REPLACED_FIELDS = (
     "payment_reference", "customer", "status_message", "total_amount", "issued_at", "issuance_attempts",
-    "request_id",
+    "request_id", "hold_expires_at",
 )
 
 
@@ -365,6 +387,7 @@ def _replace_locked(*, order: Order, order_input: OrderInput, items: dict[str, I
         order.issued_at = None
         order.issuance_attempts = 0
         order.request_id = current_request_id() or ""
+        order.hold_expires_at = None  # a new hold starts if it settles Draft again
         # Submitted and at once queued again (Scheduled); answered as Submitted.
         scheduling.submit(
             order, actor=actor or _partner_actor(order.partner), message="replaced",
@@ -422,3 +445,76 @@ def _write_tombstone(order: Order, *, actor: str, reason: str) -> DeletedOrder:
         order_json=order_dict(order),
         deleted_at=timezone.now(),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Draft holds (API.md, "Draft holds")
+# --------------------------------------------------------------------------------------------
+
+HOLD_EXPIRY_ACTOR = "hold-expiry"
+# Orders expired per transaction: each destroys wallets, releases capacity and writes an event.
+HOLD_EXPIRY_BATCH = 100
+
+
+def hold_has_passed(order: Order, *, now: dt.datetime) -> bool:
+    """A Draft whose hold has an end that is not in the future."""
+    return (
+        order.status == OrderStatus.DRAFT and order.hold_expires_at is not None and order.hold_expires_at <= now
+    )
+
+
+def hold_expired_message(hold_expires_at: dt.datetime) -> str:
+    return (
+        f"hold expired at {rfc3339(hold_expires_at)}: the order was not confirmed in time; its wallets are void "
+        "and its capacity is released. Replace the order to issue it again, or delete it."
+    )
+
+
+def expire_draft_holds(*, now: dt.datetime | None = None, limit: int | None = None) -> int:
+    """Expire up to `limit` Draft orders whose hold has passed, soonest first, in one
+    transaction: destroy their wallets (their manifests answer 410), release their capacity,
+    settle them in Error with a statusMessage that starts `hold expired`, and announce each with
+    `ota_cm_order_processed`. Returns how many it expired.
+
+    Exactly once, also when runs overlap: an order is taken under its row lock, skipping those
+    another transaction holds (a concurrent run, or a partner confirming, replacing or deleting
+    it), and only while it is still a Draft whose hold has passed; once Error, it is not a
+    candidate any more."""
+    now = now or timezone.now()
+    limit = limit or HOLD_EXPIRY_BATCH
+    with transaction.atomic():
+        due = list(
+            Order.objects.select_for_update(skip_locked=True)
+            .filter(status=OrderStatus.DRAFT, hold_expires_at__lte=now)
+            .order_by("hold_expires_at", "pk")[:limit]
+        )
+        _expire_holds(due, now=now)
+    return len(due)
+
+
+def _expire_holds(orders: list[Order], *, now: dt.datetime) -> None:
+    """Draft → Error for these locked orders whose hold has passed, with everything that goes
+    with it, in the caller's transaction. A fixed number of statements for any number."""
+    if not orders:
+        return
+    pks = [order.pk for order in orders]
+    destroy_wallets_and_release(wallet_ids=OrderWallet.objects.filter(order_id__in=pks).values("wallet_id"), now=now)
+    # An Error order is not priced (as when issuance fails): nothing was sold.
+    OrderLine.objects.filter(order_id__in=pks).update(unit_price=None, line_total=None)
+    for order in orders:
+        order.status_message = hold_expired_message(order.hold_expires_at)
+        order.hold_expires_at = None
+        order.total_amount = None
+    state.transition(
+        orders, OrderStatus.ERROR, actor=HOLD_EXPIRY_ACTOR, message=lambda order: order.status_message,
+        also_save=["status_message", "hold_expires_at", "total_amount"], at=now,
+    )
+    fresh = orders_with_contents(Order.objects.filter(pk__in=pks)).order_by("pk")
+    publish_events(
+        event_type=ORDER_PROCESSED,
+        events=[
+            EventSpec(partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)})
+            for order in fresh
+        ],
+    )
+    logger.info("expired the holds of %d Draft orders", len(orders), extra={"count": len(orders)})

@@ -15,12 +15,18 @@ from channel_manager.orders import scheduling, state
 from channel_manager.orders.issuance import issue_due_orders, issue_order
 from channel_manager.orders.models import Order, OrderStatus
 from channel_manager.orders.scheduling import enqueue_issuance
+from channel_manager.orders.services import expire_draft_holds
 
 logger = logging.getLogger(__name__)
 
 SWEEP_TASK = "channel_manager.orders.tasks.sweep_stuck_orders"
 SWEEP_SCHEDULE_NAME = "sweep-stuck-orders"
 SWEEP_BATCH = 500
+HOLD_EXPIRY_TASK = "channel_manager.orders.tasks.expire_draft_holds_task"
+HOLD_EXPIRY_SCHEDULE_NAME = "expire-draft-holds"
+# One run expires batches until none is due or this much time has passed; the next run, a
+# minute later, goes on (so a backlog never holds a worker past the task timeout).
+HOLD_EXPIRY_RUN_SECONDS = 30
 
 
 def issue_order_task(order_pk: int, request_id: str | None = None) -> str | None:
@@ -83,3 +89,21 @@ def sweep_stuck_orders(*, limit: int = SWEEP_BATCH) -> int:
     if stuck:
         logger.warning("sweeper re-enqueued %d stuck orders", len(stuck))
     return len(stuck)
+
+
+def expire_draft_holds_task(request_id: str | None = None) -> int:
+    """Expire the Draft holds that have passed (channel_manager.orders.services.expire_draft_holds),
+    a batch per transaction, until none is due or HOLD_EXPIRY_RUN_SECONDS have passed. Runs every
+    minute as the django-q schedule "expire-draft-holds"; two runs at once share the work and
+    expire each order once. Returns how many it expired."""
+    deadline = time.monotonic() + HOLD_EXPIRY_RUN_SECONDS
+    expired = 0
+    with task_context(request_id=request_id, operation="task:expire_draft_holds"):
+        while True:
+            batch = expire_draft_holds()
+            expired += batch
+            if not batch or time.monotonic() > deadline:
+                break
+    if expired:
+        logger.info("expired %d Draft holds", expired)
+    return expired

@@ -55,11 +55,12 @@ class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Partner)
 class PartnerAdmin(admin.ModelAdmin):
-    list_display = ["partner_id", "name", "enabled", "active_from", "created_at"]
+    list_display = ["partner_id", "name", "enabled", "active_from", "draft_hold_minutes", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["partner_id", "name"]
     ordering = ["partner_id"]
-    fields = ["partner_id", "name", "active_from", "enabled", "created_at"]
+    # draft_hold_minutes: how long its Draft orders hold capacity (API.md, "Draft holds").
+    fields = ["partner_id", "name", "active_from", "draft_hold_minutes", "enabled", "created_at"]
     readonly_fields = ["partner_id", "enabled", "created_at"]
     inlines = [ApiKeyInline]
     actions = ["disable_partners", "enable_partners", "issue_keys"]

@@ -205,6 +205,12 @@ class OrderSerializer(serializers.Serializer):
     totalAmount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
     createdAt = serializers.DateTimeField()
     updatedAt = serializers.DateTimeField()
+    holdExpiresAt = serializers.DateTimeField(
+        allow_null=True,
+        help_text="A Draft order: when its hold on capacity expires (RFC 3339 UTC); it then settles Error "
+        "with a statusMessage starting `hold expired`. null when the partnership's holds never expire, "
+        "and for every other status.",
+    )
     items = LineOutSerializer(many=True)
 
 
