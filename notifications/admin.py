@@ -36,7 +36,9 @@ class SubscriptionAdminForm(forms.ModelForm):
 
     url = forms.URLField(max_length=2000, assume_scheme="https")
     switch_off_reason = forms.CharField(
-        max_length=200, required=False, help_text="When switching it off: why (kept with who did it)."
+        max_length=200, required=False,
+        help_text="When switching it off: why (kept here with who did it; the partner sees only "
+        "\"switched off by the venue's staff\").",
     )
 
     class Meta:
