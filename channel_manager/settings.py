@@ -46,6 +46,8 @@ WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
 # these, the whole exchange within the second.
 WEBHOOK_CONNECT_TIMEOUT_SECONDS = env_float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3.0)
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# Resolving a webhook host (on subscribing and before every send) must answer within this.
+WEBHOOK_DNS_TIMEOUT_SECONDS = env_float("WEBHOOK_DNS_TIMEOUT_SECONDS", 2.0)
 # Circuit breaker per subscription: after this many consecutive failed attempts (no answer, 429,
 # 5xx) nothing is sent to it for a cool-down that doubles with each further failure, up to the
 # maximum; then one probe. Its deliveries stay pending meanwhile.
@@ -57,6 +59,9 @@ WEBHOOK_MAX_IN_FLIGHT_PER_PARTNER = env_int("WEBHOOK_MAX_IN_FLIGHT_PER_PARTNER",
 # notifications is a generic outbox: it is told here which event types partners may subscribe
 # to (type -> what it announces), and how its partner API names what an event is about (API.md).
 NOTIFICATION_EVENT_TYPES = {"ota_cm_order_processed": "An order settled into Draft, Issued or Error"}
+# An event's body (an order, with its ticket numbers and manifest URLs) is shown in the admin
+# only to staff holding all of these permissions.
+NOTIFICATION_BODY_PERMISSIONS = ["wallets.view_wallet", "wallets.view_asset"]
 NOTIFICATION_SUBJECT = {
     "field": "orderId",
     "description": "The order the event is about.",
@@ -153,6 +158,9 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 MAX_WALLETS_PER_ORDER = env_int("MAX_WALLETS_PER_ORDER", 500)
+# findOrders stops adding orders to a page once it holds this many live wallets (always at
+# least one order), so that a page of large orders stays a few megabytes.
+MAX_WALLETS_PER_PAGE = env_int("MAX_WALLETS_PER_PAGE", 1000)
 # The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
 PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/")
 IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 48)
@@ -267,7 +275,8 @@ LOGGING = {
 # /readyz: 503 once no qcluster scheduler has run for this long, or the oldest queued task waited this long.
 QCLUSTER_MAX_SILENCE_SECONDS = env_int("QCLUSTER_MAX_SILENCE_SECONDS", 60)
 QUEUE_MAX_AGE_SECONDS = env_int("QUEUE_MAX_AGE_SECONDS", 300)
-# /metrics: a bearer token; without one, only loopback and these comma-separated CIDRs may scrape.
+# /metrics: a bearer token; without one, only these comma-separated CIDRs may scrape (plus loopback
+# under DEV). In production with neither set, /metrics is refused (kernel/metrics.py).
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("METRICS_ALLOWED_NETWORKS", "").split(",") if n.strip()]
 # Housekeeping schedules: rows deleted per run, and how long things are kept.

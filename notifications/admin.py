@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html
@@ -23,6 +24,34 @@ def can_redeliver(request) -> bool:
     return request.user.has_perm("notifications.change_delivery")
 
 
+def can_see_webhook_urls(request) -> bool:
+    """A subscription's URL is the partner's endpoint: shown with the permission to view
+    subscriptions only (elsewhere a subscription is named by its id)."""
+    return request.user.has_perm("notifications.view_subscription")
+
+
+def can_see_event_bodies(request) -> bool:
+    """An event's body is what the publishing app put in it (an order with its ticket numbers
+    and manifest URLs): shown with the permissions it names in NOTIFICATION_BODY_PERMISSIONS."""
+    return request.user.has_perms(getattr(settings, "NOTIFICATION_BODY_PERMISSIONS", []))
+
+
+def without_webhook_urls(names, request) -> list:
+    """`names` (fields, columns, search fields) with the subscription, which shows its URL,
+    swapped for its id when the user may not see webhook URLs."""
+    if can_see_webhook_urls(request):
+        return list(names)
+    swapped = [("subscription_ref" if name == "subscription" else name) for name in names]
+    return [name for name in swapped if "subscription__url" not in name]
+
+
+class SubscriptionRefMixin:
+    @admin.display(description="subscription")
+    def subscription_ref(self, obj) -> str:
+        subscription = obj.subscription
+        return f"{subscription.partner_id} {subscription.event_type} {subscription.subscription_id}"
+
+
 def add_service_error(form: forms.Form, error: DomainError) -> None:
     """Show a service's refusal on the form, on the field it names where the form has it."""
     for problem in error.errors or [{"field": "", "message": error.message}]:
@@ -36,7 +65,9 @@ class SubscriptionAdminForm(forms.ModelForm):
 
     url = forms.URLField(max_length=2000, assume_scheme="https")
     switch_off_reason = forms.CharField(
-        max_length=200, required=False, help_text="When switching it off: why (kept with who did it)."
+        max_length=200, required=False,
+        help_text="When switching it off: why (kept here with who did it; the partner sees only "
+        "\"switched off by the venue's staff\").",
     )
 
     class Meta:
@@ -152,13 +183,16 @@ class SubscriptionAdmin(admin.ModelAdmin):
         self.message_user(request, "Switched on (deleted subscriptions stay off).", messages.SUCCESS)
 
 
-class DeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+class DeliveryInline(SubscriptionRefMixin, ReadOnlyAdminMixin, admin.TabularInline):
     model = Delivery
     extra = 0
     show_change_link = True
     fields = ["subscription", "state", "attempt_count", "next_attempt_at", "last_status_code", "last_error",
               "delivered_at"]
-    readonly_fields = fields
+    readonly_fields = [*fields, "subscription_ref"]
+
+    def get_fields(self, request, obj=None):
+        return without_webhook_urls(super().get_fields(request, obj), request)
 
 
 class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -175,6 +209,8 @@ class RedeliverMixin:
 
 @admin.register(Event)
 class EventAdmin(RedeliverMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Events; the body sent only to staff who may see what it holds (can_see_event_bodies)."""
+
     list_display = ["event_id", "event_type", "partner", "subject_id", "created_at", "delivery_state"]
     list_filter = ["delivery_state", "event_type", "partner"]
     search_fields = ["event_id", "subject_id"]
@@ -184,6 +220,10 @@ class EventAdmin(RedeliverMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     inlines = [DeliveryInline]
     actions = ["redeliver_now"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if can_see_event_bodies(request) else [f for f in fields if f != "pretty_body"]
 
     @admin.display(description="Body sent")
     def pretty_body(self, obj: Event) -> str:
@@ -200,7 +240,7 @@ class EventAdmin(RedeliverMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(RedeliverMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAdmin(SubscriptionRefMixin, RedeliverMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["pk", "event", "subscription", "state", "attempt_count", "next_attempt_at", "last_status_code",
                     "delivered_at"]
     list_filter = ["state", "subscription__partner"]
@@ -208,9 +248,18 @@ class DeliveryAdmin(RedeliverMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["event", "subscription", "subscription__partner"]
     fields = ["event", "subscription", "state", "attempt_count", "next_attempt_at", "created_at", "last_attempt_at",
               "last_status_code", "last_error", "delivered_at"]
-    readonly_fields = fields
+    readonly_fields = [*fields, "subscription_ref"]
     inlines = [DeliveryAttemptInline]
     actions = ["redeliver_now"]
+
+    def get_list_display(self, request):
+        return without_webhook_urls(super().get_list_display(request), request)
+
+    def get_fields(self, request, obj=None):
+        return without_webhook_urls(super().get_fields(request, obj), request)
+
+    def get_search_fields(self, request):
+        return without_webhook_urls(super().get_search_fields(request), request)
 
     @admin.action(description="Redeliver now", permissions=["redeliver"])
     def redeliver_now(self, request, queryset):

@@ -33,7 +33,10 @@ class SubscriptionSerializer(serializers.Serializer):
     eventType = serializers.ChoiceField(choices=event_type_choices())
     url = serializers.URLField()
     active = serializers.BooleanField(help_text="False once switched off (deleted endpoint answered 410, or staff).")
-    disabledReason = serializers.CharField(allow_null=True, help_text="Why it was switched off.")
+    disabledReason = serializers.CharField(
+        allow_null=True,
+        help_text="Why it was switched off (by the venue's staff: \"switched off by the venue's staff\").",
+    )
     createdAt = serializers.DateTimeField()
 
 

@@ -222,6 +222,20 @@ def disable_subscription(*, subscription_pk: int, reason: str) -> int:
     return len(pending)
 
 
+# What the partner API shows as disabledReason: the reasons the system writes (an endpoint's 410,
+# the partner's own delete) as they are; anything staff wrote (who did it, their note) only as
+# this neutral sentence. The stored reason keeps who and why for the admin.
+STAFF_SWITCHED_OFF = "switched off by the venue's staff"
+PARTNER_VISIBLE_REASONS = ("endpoint answered ", "deleted by the partner")
+
+
+def partner_disabled_reason(reason: str | None) -> str | None:
+    """disabledReason for the partner: why it is off, never which member of staff did it."""
+    if not reason:
+        return None
+    return reason if reason.startswith(PARTNER_VISIBLE_REASONS) else STAFF_SWITCHED_OFF
+
+
 def enable_subscription(*, subscription_pk: int) -> None:
     """Staff switch a subscription back on; events from now on reach it (redeliver older ones)."""
     Subscription.objects.filter(pk=subscription_pk, deleted_at__isnull=True).update(active=True, disabled_reason="")
@@ -244,6 +258,7 @@ def switch_off_subscription(*, subscription_pk: int, staff: str, reason: str = "
     with transaction.atomic():
         _staff_subscription(subscription_pk)
         why = f"switched off by {staff}" + (f": {reason.strip()}" if reason.strip() else "")
+        logger.info("subscription %s %s", subscription_pk, why)
         return disable_subscription(subscription_pk=subscription_pk, reason=why)
 
 

@@ -44,7 +44,7 @@ def subscription_dict(subscription: Subscription, *, with_secret: bool = False) 
         "eventType": subscription.event_type,
         "url": subscription.url,
         "active": subscription.active,
-        "disabledReason": subscription.disabled_reason or None,
+        "disabledReason": services.partner_disabled_reason(subscription.disabled_reason),
         "createdAt": rfc3339(subscription.created_at),
     }
     if with_secret:

@@ -181,6 +181,49 @@ def test_csv_is_safe_against_formula_injection(finance, catalog, partner):
     assert {r["lineTotal"] for r in rows} == {"49.50"}
 
 
+# Text a spreadsheet reads as a formula although whitespace comes first (stored as is: rows
+# written before references were checked, or by staff). Written to the rows directly.
+HIDDEN_FORMULAS = {
+    "\t=1+2": "\r@SUM(A1)",
+    "\r-2+3": "\t+cmd|' /C calc'!A0",
+    "\t\r =HYPERLINK(\"http://x\")": "\n%0A-3",
+    "\tplain text": "\t-12.50",
+}
+
+
+def orders_with_hidden_formulas(partner) -> None:
+    for reference, payment in HIDDEN_FORMULAS.items():
+        order = submit_order(partner, order_body())
+        Order.objects.filter(pk=order.pk).update(sell_to_order_reference=reference, payment_reference=payment)
+
+
+def test_csv_defuses_formulas_behind_leading_tabs_and_carriage_returns(finance, catalog, partner):
+    orders_with_hidden_formulas(partner)
+    rows = csv_rows(export(finance, format="csv"))
+    cells = {r["sellToOrderReference"]: r["paymentReference"] for r in rows}
+    assert cells == {
+        "'\t=1+2": "'\r@SUM(A1)",
+        "'\r-2+3": "'\t+cmd\\|' /C calc'!A0",
+        "'\t\r =HYPERLINK(\"http://x\")": "'\n%0A-3",
+        "\tplain text": "\t-12.50",  # no formula: left as it is
+    }
+
+
+def test_xlsx_marks_formulas_behind_leading_tabs_and_carriage_returns_as_text(finance, catalog, partner):
+    orders_with_hidden_formulas(partner)
+    data = b"".join(export(finance, format="xlsx").streaming_content)
+    sheet_xml = zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml").decode()
+    assert "<f>" not in sheet_xml and "<f " not in sheet_xml
+    sheet = load_workbook(io.BytesIO(data)).active
+    cells = {row[1].value: (row[1], row[4]) for row in sheet.iter_rows(min_row=2)}
+    for reference, payment in HIDDEN_FORMULAS.items():
+        ref_cell, pay_cell = cells[reference]  # the text itself is kept as it was
+        assert pay_cell.value == payment
+        formula = reference != "\tplain text"
+        assert ref_cell.data_type == "s" and ref_cell.quotePrefix is formula, reference
+        assert pay_cell.data_type == "s" and pay_cell.quotePrefix is formula, payment
+
+
 def test_csv_streams_in_a_fixed_number_of_queries(finance, catalog, partner):
     submit_order(partner, order_body())
 

@@ -145,3 +145,23 @@ def test_the_outbox_takes_its_event_types_from_the_settings(partner, settings):
         services.create_subscription(partner=partner, event_type=ORDER_PROCESSED, url="http://127.0.0.1:9/h")
 
     assert refused.value.errors == [{"field": "eventType", "message": "Must be one of: ota_cm_wallet_voided."}]
+
+
+def test_the_partner_never_sees_which_member_of_staff_switched_a_subscription_off(admin_client, client, partner, dev):
+    by_form, by_action, gone = SubscriptionFactory.create_batch(3, partner=partner)
+    admin_client.post(change_url(by_form), change_form(by_form, active="", switch_off_reason="admin says: moved"))
+    admin_client.post(CHANGELIST, {"action": "switch_off", "_selected_action": [by_action.pk]})
+    services.disable_subscription(subscription_pk=gone.pk, reason="endpoint answered 410 Gone at 2026-01-01T00:00:00Z")
+    # The admin keeps who and why.
+    assert Subscription.objects.get(pk=by_form.pk).disabled_reason == "switched off by staff:admin: admin says: moved"
+    assert Subscription.objects.get(pk=by_action.pk).disabled_reason == "switched off by staff:admin"
+    assert "staff:admin" in admin_client.get(change_url(by_form)).content.decode()
+
+    listed = client.get("/notifications/subscriptions")
+    reasons = {item["subscriptionId"]: item["disabledReason"] for item in listed.json()["results"]}
+    assert reasons == {
+        str(by_form.subscription_id): "switched off by the venue's staff",
+        str(by_action.subscription_id): "switched off by the venue's staff",
+        str(gone.subscription_id): "endpoint answered 410 Gone at 2026-01-01T00:00:00Z",
+    }
+    assert "admin" not in listed.content.decode()

@@ -109,6 +109,47 @@ def test_without_a_token_only_loopback_and_the_allowed_networks_may_scrape(setti
     assert Client(REMOTE_ADDR=remote_addr).get("/metrics").status_code == status
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("remote_addr", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.1.2.3", "203.0.113.9"])
+def test_in_production_without_a_token_or_networks_metrics_are_refused(settings, remote_addr):
+    """A proxy on the same machine makes every outside request come from loopback: in production
+    loopback alone is no rule, and /metrics is off until one is set."""
+    settings.DEV = False
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_NETWORKS = []
+    response = Client(REMOTE_ADDR=remote_addr).get("/metrics", secure=True)
+    assert response.status_code == 403
+    assert b"METRICS_TOKEN" in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("remote_addr", "networks", "status"),
+    [
+        ("10.1.2.3", ["10.0.0.0/8"], 200),
+        ("127.0.0.1", ["10.0.0.0/8"], 403),  # loopback only when listed
+        ("::1", ["10.0.0.0/8"], 403),
+        ("127.0.0.1", ["127.0.0.1/32"], 200),
+        ("192.168.1.2", ["10.0.0.0/8"], 403),
+    ],
+)
+def test_in_production_only_the_networks_set_explicitly_may_scrape(settings, remote_addr, networks, status):
+    settings.DEV = False
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_NETWORKS = networks
+    assert Client(REMOTE_ADDR=remote_addr).get("/metrics", secure=True).status_code == status
+
+
+@pytest.mark.django_db
+def test_in_production_a_token_alone_serves_metrics(settings):
+    settings.DEV = False
+    settings.METRICS_TOKEN = "scrape-token-123"
+    settings.METRICS_ALLOWED_NETWORKS = []
+    web = Client(REMOTE_ADDR="203.0.113.9")
+    assert web.get("/metrics", secure=True).status_code == 401
+    assert web.get("/metrics", secure=True, HTTP_AUTHORIZATION="Bearer scrape-token-123").status_code == 200
+
+
 # ---- content ----------------------------------------------------------------------------------
 
 

@@ -106,3 +106,49 @@ def test_cursor_keeps_the_filters(client, catalog):
         create(client, paymentReference=None)
     body = client.get("/channelManager", {"status": "Scheduled", "limit": 2}).json()
     assert "status=Scheduled" in body["next"]
+
+
+def wallet_count(order: dict) -> int:
+    return sum(len(item["wallets"]) for item in order["items"])
+
+
+def test_find_orders_bounds_a_page_by_wallets_as_well_as_by_orders(client, catalog, settings):
+    settings.MAX_WALLETS_PER_PAGE = 5
+    sizes = [3, 3, 1, 1, 6, 2]  # created oldest first; listed newest first: 2, 6, 1, 1, 3, 3
+    ids = [create(client, items=[line(quantity=n)])["orderId"] for n in sizes]
+    pages, url = [], "/channelManager?limit=100"
+    while url:
+        body = client.get(url).json()
+        assert body["results"], "every page holds at least one order"
+        pages.append([wallet_count(order) for order in body["results"]])
+        url = body["next"]
+    # A page stops before the order that would take it over 5 wallets; an order larger than the
+    # bound comes alone; the cursor continues with the next order, every order once.
+    assert pages == [[2], [6], [1, 1, 3], [3]]
+    everything, url = [], "/channelManager?limit=2"
+    while url:
+        body = client.get(url).json()
+        everything += [o["orderId"] for o in body["results"]]
+        url = body["next"]
+    assert everything == list(reversed(ids))
+
+
+def test_find_orders_reads_the_contents_of_the_orders_of_the_page_only(client, catalog, settings, monkeypatch):
+    from channel_manager.orders import selectors
+
+    settings.MAX_WALLETS_PER_PAGE = 10
+    for _ in range(4):
+        create(client, items=[line(quantity=10)])
+    loaded: list[int] = []
+    real = selectors.orders_with_contents
+
+    def spy(queryset=None):
+        result = real(queryset)
+        loaded.extend(result.values_list("pk", flat=True))
+        return result
+
+    monkeypatch.setattr(selectors, "orders_with_contents", spy)
+    body = client.get("/channelManager").json()
+    assert [wallet_count(order) for order in body["results"]] == [10]
+    assert body["next"] is not None
+    assert len(loaded) == 1  # not all four, with their 40 wallets

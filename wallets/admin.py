@@ -31,7 +31,15 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
               "holder_country", "position", "wallet_reference_number", "external_reference_number", "validity",
               "minted_at", "destroyed_at"]
     readonly_fields = fields
+    # The assets, with their ticket numbers, show only to staff who may view assets (Django
+    # checks wallets.view_asset for the inline); searching by ticket number needs it too.
     inlines = [AssetInline]
+
+    def get_search_fields(self, request):
+        fields = super().get_search_fields(request)
+        if request.user.has_perm("wallets.view_asset"):
+            return fields
+        return [field for field in fields if "asset_number" not in field]
 
 
 @admin.register(Asset)

@@ -14,8 +14,11 @@ processes that ended (gunicorn and django-q recycle workers) are folded into one
 per type under a lock, so that counters keep counting and the directory does not grow without
 bound. Without the variable (development, tests) the metrics live in the process.
 
-Access: with METRICS_TOKEN set, a scrape must send `Authorization: Bearer <METRICS_TOKEN>`;
-without it, only clients from loopback or METRICS_ALLOWED_NETWORKS (CIDRs) are answered.
+Access: with METRICS_TOKEN set, a scrape must send `Authorization: Bearer <METRICS_TOKEN>`.
+Without it, in development (settings.DEV) clients from loopback or METRICS_ALLOWED_NETWORKS
+(CIDRs) are answered; in production only clients from METRICS_ALLOWED_NETWORKS, and with
+neither set /metrics is refused altogether: a proxy on the same machine makes every outside
+request come from loopback, so loopback alone must never be enough.
 """
 
 from __future__ import annotations
@@ -222,11 +225,22 @@ def _networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.
     return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in spec if cidr.strip())
 
 
-def allowed_networks() -> tuple:
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+def configured_networks() -> tuple[str, ...]:
+    """The CIDRs of METRICS_ALLOWED_NETWORKS (a list, or a comma-separated string)."""
     configured = getattr(settings, "METRICS_ALLOWED_NETWORKS", ())
     if isinstance(configured, str):
         configured = configured.split(",")
-    return _networks(("127.0.0.0/8", "::1/128", *configured))
+    return tuple(cidr.strip() for cidr in configured if cidr.strip())
+
+
+def allowed_networks() -> tuple:
+    """Who may scrape without a token: in development loopback and the configured networks; in
+    production the configured networks only (list 127.0.0.1/32 there to scrape from the machine)."""
+    implicit = LOOPBACK if getattr(settings, "DEV", False) else ()
+    return _networks((*implicit, *configured_networks()))
 
 
 def client_allowed(remote_addr: str | None) -> bool:
@@ -255,8 +269,12 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             return _denied(401, "Send the metrics token as 'Authorization: Bearer <token>'.",
                            {"WWW-Authenticate": 'Bearer realm="metrics"'})
+    elif not getattr(settings, "DEV", False) and not configured_networks():
+        # Production with no rule at all: refuse rather than fall back to "loopback", which is
+        # what every request relayed by a local proxy looks like.
+        return _denied(403, "Metrics are off: set METRICS_TOKEN or METRICS_ALLOWED_NETWORKS.")
     elif not client_allowed(request.META.get("REMOTE_ADDR")):
-        return _denied(403, "Metrics are served to loopback and METRICS_ALLOWED_NETWORKS only.")
+        return _denied(403, "Metrics are served to METRICS_ALLOWED_NETWORKS only.")
     encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
     return HttpResponse(encoder(scrape_registry()), content_type=content_type)
 

@@ -5,9 +5,12 @@ After pretix's ListExporter: the rows come from one generator over a single `val
 query of the lines joined with their order and partner, read with a server-side cursor in
 chunks (`.iterator(chunk_size=…)`), so that memory stays flat whatever the number of orders.
 CSV goes through defusedcsv (cells starting with = + - @ | % are defused with a leading
-apostrophe) and is streamed in ~64 KiB chunks; XLSX goes through openpyxl's write_only mode
-into a temporary file, every string written as a string cell (never a formula), amounts as
-numbers and timestamps as dates (UTC).
+apostrophe; so are cells where tabs, carriage returns, line feeds or spaces come first, which
+spreadsheets skip: `defuse_text`) and is streamed in ~64 KiB chunks; XLSX goes through
+openpyxl's write_only mode into a temporary file, every string written as a string cell (never a
+formula), formula-like text with Excel's quote prefix (so that editing the cell keeps it text),
+amounts as numbers and timestamps as dates (UTC). Every exporter writes its rows through
+`csv_writer` and `xlsx_value`.
 
 Date ranges are whole days in the venue's time zone, inclusive at both ends.
 
@@ -20,7 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
@@ -36,6 +40,47 @@ from catalog.selectors import get_venue
 from channel_manager.kernel.formats import rfc3339
 from channel_manager.orders.models import DeletedOrder, Order, OrderLine, format_buy_from_reference
 from wallets.models import Asset, AssetType
+
+# Text a spreadsheet may read as a formula: a trigger character, possibly after whitespace that
+# spreadsheets skip (tab, CR, LF, space). Plain numbers such as "-2.5" are left alone.
+_FORMULA_LIKE = re.compile(r"[\t\r\n ]*[=+\-@|%]")
+_NUMBER = re.compile(r"-?[0-9,.]+")
+
+
+def formula_like(text: str) -> bool:
+    """Would a spreadsheet program take this text for a formula (or a DDE call)?"""
+    if not _FORMULA_LIKE.match(text):
+        return False
+    return not _NUMBER.fullmatch(text.lstrip("\t\r\n "))
+
+
+def defuse_text(value: Any) -> Any:
+    """A CSV cell that cannot run: formula-like text gets a leading apostrophe (and its pipes
+    escaped), as defusedcsv does for text starting with a trigger character, also when
+    whitespace comes first (defusedcsv looks only at the first character)."""
+    if isinstance(value, str) and value and value[0] in "\t\r\n " and formula_like(value):
+        return "'" + value.replace("|", "\\|")
+    return value
+
+
+class _DefusingWriter:
+    """defusedcsv's writer, with `defuse_text` applied to every cell first."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def writerow(self, row: Iterable[Any]) -> Any:
+        return self._writer.writerow([defuse_text(value) for value in row])
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def csv_writer(buffer: IO[str]) -> _DefusingWriter:
+    """The CSV writer of every export: formula injection defused in any text cell."""
+    return _DefusingWriter(defused_csv.writer(buffer))
+
 
 DATE_FIELDS = {"created": "created_at", "issued": "issued_at", "cancelled": "cancelled_at"}
 DATE_FIELD_CHOICES = [("created", "Created"), ("issued", "Issued"), ("cancelled", "Cancelled")]
@@ -196,7 +241,7 @@ class OrderLinesExporter:
     def iter_csv(self) -> Iterator[bytes]:
         """The CSV document (UTF-8 with a BOM, for spreadsheet programs) in chunks."""
         buffer = io.StringIO()
-        writer = defused_csv.writer(buffer)
+        writer = csv_writer(buffer)
         buffer.write("\ufeff")
         writer.writerow(self.columns)
         datetime_columns = self._datetime_columns
@@ -298,13 +343,17 @@ def money_cell(sheet, value: Decimal) -> WriteOnlyCell:
 
 def xlsx_value(sheet, value: Any) -> Any:
     """A value as openpyxl should write it: text always as a text cell (a string starting with
-    "=" would otherwise become a formula, "#N/A" an error), characters XML cannot hold removed."""
+    "=" would otherwise become a formula, "#N/A" an error), characters XML cannot hold removed.
+    Formula-like text (also after leading whitespace) carries Excel's quote prefix, so that
+    opening the cell to edit it does not turn it into a formula."""
     if isinstance(value, str):
         if ILLEGAL_CHARACTERS_RE.search(value):
             value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        if value.startswith("=") or value in ERROR_CODES:
+        quote = formula_like(value)
+        if quote or value in ERROR_CODES:
             cell = WriteOnlyCell(sheet, value=value)
             cell.data_type = "s"
+            cell.quotePrefix = quote
             return cell
     return value
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from django.db.models import Prefetch, QuerySet
+from django.conf import settings
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from channel_manager.kernel.models import Partner
 from channel_manager.orders.models import Order, OrderLine, OrderWallet
@@ -101,3 +103,41 @@ def find_partner_orders(
     if updated_since:
         queryset = queryset.filter(updated_at__gte=updated_since)
     return queryset.order_by("-id")
+
+
+DEFAULT_MAX_WALLETS_PER_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    """One page of findOrders: the orders with their contents, and where the next page starts
+    (the pk of the last order taken), or None when there is nothing after it."""
+
+    orders: list[Order]
+    next_after_pk: int | None
+
+
+def max_wallets_per_page() -> int:
+    return max(1, int(getattr(settings, "MAX_WALLETS_PER_PAGE", DEFAULT_MAX_WALLETS_PER_PAGE)))
+
+
+def order_page(queryset: QuerySet[Order], *, limit: int, max_wallets: int | None = None) -> OrderPage:
+    """Up to `limit` orders of `queryset`, in its order, with their contents, bounded by their
+    live wallets too: the page stops before the order that would take it over `max_wallets`
+    (MAX_WALLETS_PER_PAGE), and always holds at least one order. So a page of large orders stays
+    a few megabytes instead of loading `limit` times MAX_WALLETS_PER_ORDER wallets. One query to
+    size the orders, then orders_with_contents for the ones taken."""
+    max_wallets = max_wallets_per_page() if max_wallets is None else max_wallets
+    live_wallets = Count("wallet_links", filter=Q(wallet_links__wallet__destroyed_at__isnull=True))
+    sized = list(queryset.annotate(cm_live_wallets=live_wallets).values_list("pk", "cm_live_wallets")[: limit + 1])
+    taken: list[int] = []
+    wallets = 0
+    for pk, count in sized[:limit]:
+        if taken and wallets + count > max_wallets:
+            break
+        taken.append(pk)
+        wallets += count
+    by_pk = {order.pk: order for order in orders_with_contents(Order.objects.filter(pk__in=taken))}
+    orders = [by_pk[pk] for pk in taken if pk in by_pk]  # one deleted meanwhile is simply gone
+    more = len(taken) < len(sized)
+    return OrderPage(orders=orders, next_after_pk=taken[-1] if more else None)

@@ -10,6 +10,7 @@ admin, see channel_manager.orders.exports).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -144,9 +145,30 @@ def order_events(order: Order) -> list[Event]:
     return list(events)
 
 
-def order_sections(order: Order) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Disclosure:
+    """What of an order's secrets a member of staff may see on its page. Ticket numbers admit
+    people at the gate, a manifest URL is the customer's tickets, a webhook URL is the partner's
+    endpoint: each only with the view permission of what it belongs to (Support has the first
+    two; Finance none)."""
+
+    asset_numbers: bool = False
+    manifest_urls: bool = False
+    webhook_urls: bool = False
+
+    @classmethod
+    def for_user(cls, user) -> Disclosure:
+        return cls(
+            asset_numbers=user.has_perm("wallets.view_asset"),
+            manifest_urls=user.has_perm("wallets.view_wallet"),
+            webhook_urls=user.has_perm("notifications.view_subscription"),
+        )
+
+
+def order_sections(order: Order, *, shown: Disclosure) -> dict[str, Any]:
     """Everything the order page shows below its header, in a fixed number of queries: lines,
-    wallets (live first) with their assets, the status history and the notification events."""
+    wallets (live first) with their assets, the status history and the notification events;
+    ticket numbers, manifest URLs and webhook URLs only as far as `shown` allows."""
     lines = list(order.lines.order_by("line_number"))
     line_numbers = {line.pk: line.line_number for line in lines}
     wallets = list(
@@ -161,13 +183,14 @@ def order_sections(order: Order) -> dict[str, Any]:
     for wallet in wallets:
         wallet.line_number = line_numbers.get(wallet.line_pk)
         live = wallet.destroyed_at is None and wallet.manifest_token
-        wallet.manifest = manifest_url(wallet.manifest_token) if live else None
+        wallet.manifest = manifest_url(wallet.manifest_token) if live and shown.manifest_urls else None
     return {
         "cm_lines": lines,
         "cm_wallets": wallets,
         "cm_history": list(order.status_changes.order_by("at", "id")),
         "cm_events": order_events(order),
         "cm_event_admin": _event_admin_available(),
+        "cm_shown": shown,
     }
 
 
@@ -310,7 +333,7 @@ class OrderAdmin(OrderActionsMixin, OrderExportMixin, ReadOnlyAdminMixin, admin.
         order = self.get_object(request, unquote(object_id))
         extra_context = dict(extra_context or {})
         if order is not None:
-            extra_context.update(order_sections(order))
+            extra_context.update(order_sections(order, shown=Disclosure.for_user(request.user)))
             extra_context["cm_object_tools"] = self.order_tools(request, order)
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -118,7 +118,11 @@ class OrderCollectionView(PartnerAPIView):
             OpenApiParameter("status", OpenApiTypes.STR, enum=[c for c, _ in s.OrderStatus.choices]),
             OpenApiParameter("updatedSince", OpenApiTypes.DATETIME, description="RFC 3339"),
             OpenApiParameter("cursor", OpenApiTypes.STR, description="From the previous page's `next`."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description=f"Page size, 1–100 (default {PAGE_SIZE})."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description=(
+                f"Page size, 1–100 (default {PAGE_SIZE}). A page also ends early, after at least one "
+                "order, once it holds MAX_WALLETS_PER_PAGE (default 1000) wallets: it may hold fewer "
+                "orders than `limit` while `next` is not null. Follow `next` until it is null."
+            )),
         ],
         responses={200: s.OrderPageSerializer, **order_problems(400, 401, 403, 429)},
     )
@@ -136,14 +140,13 @@ class OrderCollectionView(PartnerAPIView):
         )
         if "cursor" in params:
             queryset = queryset.filter(id__lt=decode_order_cursor(params["cursor"]))
-        page = list(selectors.orders_with_contents(queryset)[: limit + 1])
+        page = selectors.order_page(queryset, limit=limit)  # bounded by orders and by wallets
         next_url = None
-        if len(page) > limit:
-            page = page[:limit]
+        if page.next_after_pk is not None:
             query_params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-            query_params["cursor"] = encode_cursor(ORDER_CURSOR, page[-1].pk)
+            query_params["cursor"] = encode_cursor(ORDER_CURSOR, page.next_after_pk)
             next_url = request.build_absolute_uri(request.path) + "?" + urlencode(query_params)
-        return Response({"results": [order_dict(o) for o in page], "next": next_url})
+        return Response({"results": [order_dict(o) for o in page.orders], "next": next_url})
 
 
 ORDER_CURSOR = "o"
