@@ -164,33 +164,9 @@ def reserve_capacity(*, claims: Iterable[CapacityClaim]) -> None:
     None is freesale (always available, sold still counted). Raises CapacityExceeded naming the
     first claim, in the caller's order, that does not fit, and then changes nothing.
     """
-    _require_atomic()
-    claim_list, totals = _merge(claims)
-    if not totals:
-        return
-    ordered_keys = sorted(totals, key=_sort_key)
-    initial = _initial_capacities(ordered_keys)
-    # Make the missing rows (in lock order, so concurrent inserts queue up the same way).
-    Capacity.objects.bulk_create(
-        [
-            Capacity(item_id=key[0], visit_date=key[1], visit_time=key[2], capacity=initial[key], sold=0)
-            for key in ordered_keys
-        ],
-        ignore_conflicts=True,
-    )
-    rows = _lock_rows(ordered_keys)
-    taken: dict[CapacityKey, int] = {}
-    for claim in claim_list:
-        row = rows[claim.key]
-        already = taken.get(claim.key, 0)
-        if row.capacity is not None and row.sold + already + claim.quantity > row.capacity:
-            raise CapacityExceeded(
-                claim=claim,
-                capacity=row.capacity,
-                remaining=max(row.capacity - row.sold - already, 0),
-            )
-        taken[claim.key] = already + claim.quantity
-    _add_to_sold(rows, totals)
+    refused = reserve_capacity_groups(groups=[(None, claims)])
+    if refused:
+        raise refused[None]
 
 
 def reserve_capacity_groups(

@@ -62,3 +62,13 @@ def client(api_key) -> APIClient:
 @pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def receiver():
+    """A local webhook receiver (tests/test_notifications_delivery.py Receiver), stopped after."""
+    from tests.test_notifications_delivery import Receiver
+
+    r = Receiver()
+    yield r
+    r.stop()

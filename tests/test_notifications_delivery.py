@@ -112,13 +112,6 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def dev(settings):
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
     return settings

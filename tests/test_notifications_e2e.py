@@ -27,7 +27,7 @@ from notifications.signing import verify_signature
 from notifications.tasks import DELIVER_DUE_SCHEDULE_NAME
 from tests.factories import SubscriptionFactory
 from tests.processes import kill_process_group
-from tests.test_notifications_delivery import Receiver, publish
+from tests.test_notifications_delivery import publish
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -39,13 +39,6 @@ WAIT = 60.0
 def _postgresql_only():
     if connection.vendor != "postgresql":
         pytest.fail("the cluster subprocess needs a database it can share: run on PostgreSQL (make test provides it)")
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
 
 
 def test_database_url() -> str:

@@ -19,14 +19,7 @@ from notifications.delivery import deliver_due, in_flight
 from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Subscription
 from notifications.targets import check_target
 from tests.factories import PartnerFactory, SubscriptionFactory
-from tests.test_notifications_delivery import Receiver, publish, reload
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
+from tests.test_notifications_delivery import publish, reload
 
 
 @pytest.fixture
