@@ -153,6 +153,9 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 MAX_WALLETS_PER_ORDER = env_int("MAX_WALLETS_PER_ORDER", 500)
+# Visit dates (and componentSchedule dates) more than this many days after the venue's today are
+# refused at submission (400 validation_error on the field).
+MAX_VISIT_HORIZON_DAYS = env_int("MAX_VISIT_HORIZON_DAYS", 730)
 # The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
 PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/")
 IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 48)
@@ -170,7 +173,8 @@ ISSUANCE_RUN_SECONDS = env_int("ISSUANCE_RUN_SECONDS", 20)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["channel_manager.kernel.authentication.PartnerApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["channel_manager.kernel.authentication.IsActivePartner"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSONParser, refusing deep nesting as 400 malformed_json (not a RecursionError 500).
+    "DEFAULT_PARSER_CLASSES": ["channel_manager.kernel.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "channel_manager.kernel.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -25,6 +25,7 @@ from channel_manager.kernel.admin import (
 from channel_manager.kernel.models import ApiKey, Partner
 from channel_manager.orders.admin.forms import (
     IssueKeyForm,
+    PartnerChangeForm,
     PartnerCreateForm,
 )
 
@@ -60,6 +61,7 @@ class PartnerAdmin(admin.ModelAdmin):
     search_fields = ["partner_id", "name"]
     ordering = ["partner_id"]
     fields = ["partner_id", "name", "active_from", "enabled", "created_at"]
+    form = PartnerChangeForm  # activeFrom within the calendar
     readonly_fields = ["partner_id", "enabled", "created_at"]
     inlines = [ApiKeyInline]
     actions = ["disable_partners", "enable_partners", "issue_keys"]
