@@ -309,6 +309,14 @@ def test_a_lone_surrogate_quoted_back_in_an_error_is_escaped_not_a_500(client, c
     assert "\\ud800" in problem["errors"][0]["message"]
 
 
+@pytest.mark.parametrize("key", ["\x00", "key\x00", "key\n", "\x7f"])
+def test_an_idempotency_key_with_control_characters_is_a_validation_error(client, catalog, key):
+    response = client.post("/channelManager", order_body(), format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert_problem(response, 400, "validation_error")
+    assert field_errors(response) == ["Idempotency-Key"]
+    assert Order.objects.count() == 0
+
+
 def test_oversized_headers_are_refused_or_ignored(client, anon_client, catalog):
     huge = "x" * 100_000
     response = client.post("/channelManager", order_body(), format="json", HTTP_IDEMPOTENCY_KEY=huge)
