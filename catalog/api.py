@@ -23,6 +23,7 @@ from catalog import availability
 from catalog.availability import MAX_RANGE_DAYS, CatalogListing, Entry, ItemAvailability, Status
 from catalog.models import Item, ItemType
 from channel_manager.kernel.api import problem_responses
+from channel_manager.kernel.dates import DAY_RANGE_MESSAGE, in_calendar
 from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.problems import Problem, flatten_errors, problem_response, validation_problem
 
@@ -44,15 +45,18 @@ def _day(value: dt.date | None) -> str | None:
 class QueryDateField(serializers.Field):
     """A date written exactly YYYY-MM-DD."""
 
-    default_error_messages = {"invalid": "Must be a date YYYY-MM-DD."}
+    default_error_messages = {"invalid": "Must be a date YYYY-MM-DD.", "out_of_range": DAY_RANGE_MESSAGE}
 
     def to_internal_value(self, data: Any) -> dt.date:
         if not isinstance(data, str) or not _DATE_RE.fullmatch(data):
             self.fail("invalid")
         try:
-            return dt.date.fromisoformat(data)
+            value = dt.date.fromisoformat(data)
         except ValueError:
             self.fail("invalid")
+        if not in_calendar(value):  # the range's ends move by a day and into the venue's zone
+            self.fail("out_of_range")
+        return value
 
     def to_representation(self, value: dt.date) -> str:
         return value.isoformat()

@@ -16,6 +16,7 @@ from catalog.models import (
     PackageComponent,
 )
 from catalog.specs import CatalogInvalid, CatalogSpec, CouponSpec, ItemSpec, SlotSpec, VenueSpec
+from channel_manager.kernel import parsers
 
 MAX_INT = 2_147_483_647  # the largest value of the integer columns
 MAX_PRICE = Decimal("9999999999.99")  # DecimalField(max_digits=12, decimal_places=2)
@@ -363,7 +364,7 @@ def parse_catalog(text: str | bytes) -> CatalogSpec:
     Components naming items not in the file are looked up in the database.
     """
     try:
-        data = json.loads(
+        data = parsers.loads(  # bounded nesting: a deep file is refused, not a RecursionError
             text,
             parse_float=Decimal,
             parse_constant=_reject_constant,

@@ -161,6 +161,9 @@ MAX_WALLETS_PER_ORDER = env_int("MAX_WALLETS_PER_ORDER", 500)
 # findOrders stops adding orders to a page once it holds this many live wallets (always at
 # least one order), so that a page of large orders stays a few megabytes.
 MAX_WALLETS_PER_PAGE = env_int("MAX_WALLETS_PER_PAGE", 1000)
+# Visit dates (and componentSchedule dates) more than this many days after the venue's today are
+# refused at submission (400 validation_error on the field).
+MAX_VISIT_HORIZON_DAYS = env_int("MAX_VISIT_HORIZON_DAYS", 730)
 # The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
 PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/")
 IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 48)
@@ -180,7 +183,8 @@ ISSUANCE_SIGNAL_STALE_SECONDS = env_int("ISSUANCE_SIGNAL_STALE_SECONDS", 5)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["channel_manager.kernel.authentication.PartnerApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["channel_manager.kernel.authentication.IsActivePartner"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSONParser, refusing deep nesting as 400 malformed_json (not a RecursionError 500).
+    "DEFAULT_PARSER_CLASSES": ["channel_manager.kernel.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "channel_manager.kernel.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -19,3 +19,6 @@ urlpatterns = [
     path("", include("wallets.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# The partner API answers problem+json even for a path that matches no route.
+handler404 = "channel_manager.kernel.problems.page_not_found"

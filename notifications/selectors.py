@@ -7,7 +7,7 @@ import datetime as dt
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from channel_manager.kernel.cursors import BadCursor, decode_cursor, encode_cursor
+from channel_manager.kernel.cursors import cursor_instant, cursor_row_id, decode_cursor, encode_cursor
 from channel_manager.kernel.models import Partner
 from notifications.models import Event, Subscription
 
@@ -28,13 +28,7 @@ def encode_event_cursor(event: Event) -> str:
 
 def decode_event_cursor(cursor: str) -> tuple[dt.datetime, int]:
     created, pk = decode_cursor(cursor, EVENT_CURSOR, 2)
-    try:
-        created_at = dt.datetime.fromisoformat(created)
-    except ValueError:
-        raise BadCursor(cursor) from None
-    if not pk.isdigit() or created_at.tzinfo is None:
-        raise BadCursor(cursor)
-    return created_at, int(pk)
+    return cursor_instant(created), cursor_row_id(pk)
 
 
 def partner_events(

@@ -285,7 +285,9 @@ def test_xlsx_writes_formula_like_text_as_text(finance, catalog, partner):
     texts = ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "#N/A"]
     for text in texts:
         submit_order(partner, order_body(sellToOrderReference=text, paymentReference=text))
-    submit_order(partner, order_body(sellToOrderReference="BAD\x01REF"))
+    # The API now refuses control characters in references; an order stored before still has one.
+    legacy = submit_order(partner, order_body(sellToOrderReference="LEGACY"))
+    Order.objects.filter(pk=legacy.pk).update(sell_to_order_reference="BAD\x01REF")
     response = export(finance, format="xlsx")
     data = b"".join(response.streaming_content)
     sheet_xml = zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml").decode()

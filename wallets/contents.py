@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 
 from catalog.models import Item, ItemType
 from catalog.services import CapacityClaim
+from channel_manager.kernel.dates import LATEST_DAY
 from wallets.models import Asset, AssetType, Wallet
 
 # --------------------------------------------------------------------------------------------
@@ -126,11 +127,19 @@ def wallet_contents(*, line: OrderLineLike, item: Item) -> list[AssetPlan]:
             line.visit_date,
             None,
             description=coupon.description,
-            valid_until=line.visit_date + dt.timedelta(days=max(coupon.valid_days, 1) - 1),
+            valid_until=coupon_valid_until(line.visit_date, coupon.valid_days),
         )
         for coupon in item.coupons.all()
     )
     return contents
+
+
+def coupon_valid_until(visit_date: dt.date, valid_days: int) -> dt.date:
+    """A coupon's last valid day: `valid_days` days from the visit date, the visit day counting
+    as the first. Never after the calendar's LATEST_DAY (nor before the visit), so that neither
+    this sum nor the pass's expiry (the day after) can overflow, whatever the catalog says."""
+    room = max((LATEST_DAY - visit_date).days, 0)
+    return visit_date + dt.timedelta(days=min(max(valid_days, 1) - 1, room))
 
 
 # --------------------------------------------------------------------------------------------

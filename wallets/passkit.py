@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from django.conf import settings
 
+from channel_manager.kernel.dates import LATEST_DAY
 from wallets.selectors import Manifest, ManifestAsset
 
 PKPASS_CONTENT_TYPE = "application/vnd.apple.pkpass"
@@ -246,7 +247,9 @@ def pass_json(manifest: Manifest, *, pass_type_id: str, team_id: str, page_url: 
         "labelColor": _rgb(LABEL),
         "sharingProhibited": True,
         "relevantDate": _local(main.visit_date, main.visit_time, zone),
-        "expirationDate": _local(last_day + dt.timedelta(days=1), None, zone),
+        # The day after the last valid day (kept inside the calendar for rows written before visits
+        # were capped: 9999-12-31 has no day after).
+        "expirationDate": _local(min(last_day, LATEST_DAY) + dt.timedelta(days=1), None, zone),
         "barcode": barcode,
         "barcodes": [barcode],
         "eventTicket": {

@@ -11,6 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from channel_manager.kernel.dates import INSTANT_RANGE_MESSAGE, in_calendar
 from channel_manager.kernel.problems import PROBLEM_CONTENT_TYPE, flatten_errors, validation_problem
 
 
@@ -71,9 +72,12 @@ class StrictCharField(serializers.CharField):
 
 
 class RFC3339Field(serializers.Field):
-    """An RFC 3339 timestamp with its offset (`Z` or `±HH:MM`)."""
+    """An RFC 3339 timestamp with its offset (`Z` or `±HH:MM`), within the calendar."""
 
-    default_error_messages = {"invalid": "Must be an RFC 3339 timestamp with an offset, e.g. 2026-11-27T10:00:00Z."}
+    default_error_messages = {
+        "invalid": "Must be an RFC 3339 timestamp with an offset, e.g. 2026-11-27T10:00:00Z.",
+        "out_of_range": INSTANT_RANGE_MESSAGE,
+    }
 
     def to_internal_value(self, data: Any) -> dt.datetime:
         if not isinstance(data, str) or not 10 < len(data) <= 40:
@@ -86,6 +90,8 @@ class RFC3339Field(serializers.Field):
             self.fail("invalid")
         if "T" not in text or value.tzinfo is None:
             self.fail("invalid")
+        if not in_calendar(value):  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            self.fail("out_of_range")
         return value.astimezone(dt.UTC)
 
     def to_representation(self, value: dt.datetime) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -32,6 +33,7 @@ from channel_manager.kernel.problems import problem_response, unavailable
 HEADER = "HTTP_IDEMPOTENCY_KEY"
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 REPLAYED_HEADERS = ("Content-Type", "Location")
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,11 @@ class IdempotencyMiddleware:
             return problem_response(
                 400, "validation_error", "Idempotency-Key must be 1–255 characters.",
                 errors=[{"field": "Idempotency-Key", "message": "Must be 1–255 characters."}],
+            )
+        if CONTROL_CHARACTERS.search(key):  # NUL cannot even be stored in PostgreSQL text
+            return problem_response(
+                400, "validation_error", "Idempotency-Key must not contain control characters.",
+                errors=[{"field": "Idempotency-Key", "message": "Must not contain control characters."}],
             )
         try:
             partner = partner_for_key(bearer_token(request.META.get("HTTP_AUTHORIZATION")))

@@ -6,8 +6,10 @@ import json
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -79,16 +81,27 @@ def register_titles(titles: dict[str, str]) -> None:
     TITLES.update(titles)
 
 
+def encodable(text: str) -> str:
+    """Text that encodes as UTF-8. A message may quote the request (e.g. "… is not a valid
+    choice"), and JSON may carry a lone surrogate (\\ud800), which no UTF-8 renderer can write:
+    it is quoted as its escape instead of failing the answer with a 500."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 def problem_body(status_code: int, code: str, detail: str, errors=None, extra=None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": TYPE_BASE + code,
         "title": TITLES.get(code, code.replace("_", " ").capitalize()),
         "status": status_code,
         "code": code,
-        "detail": detail,
+        "detail": encodable(detail),
     }
     if errors is not None:
-        body["errors"] = errors
+        body["errors"] = [{key: encodable(str(value)) for key, value in error.items()} for error in errors]
     if extra:
         body.update(extra)
     return body
@@ -106,6 +119,15 @@ def problem_response(
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: a path under the partner API that names no operation (e.g. an empty or
+    slash-bearing orderId) answers problem+json like every other API error; elsewhere Django's
+    own page."""
+    if request.path.startswith(settings.PARTNER_API_PREFIXES):
+        return problem_response(404, "not_found", "No such resource.")
+    return defaults.page_not_found(request, exception)
 
 
 def unavailable() -> HttpResponse:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from catalog.models import Item, ItemType
 from catalog.selectors import cached_items_by_code, get_venue, items_by_code, venue_today
+from channel_manager.kernel.dates import LATEST_DAY
 from channel_manager.kernel.errors import ValidationFailed
 from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.logs import current_request_id
@@ -85,6 +86,10 @@ def _check_lines(lines: tuple[LineInput, ...], *, fresh: bool = False) -> dict[s
     codes = {line.item_code for line in lines}
     items = items_by_code(codes) if fresh else cached_items_by_code(codes)
     today = venue_today()
+    # Far-future visits are refused: a date such as 9999-12-31 would overflow the date arithmetic
+    # downstream (a coupon's last day, the pass's expiry), and no venue sells that far ahead.
+    horizon = settings.MAX_VISIT_HORIZON_DAYS
+    last_day = today + dt.timedelta(days=max(0, min(horizon, (LATEST_DAY - today).days)))  # even if set absurdly
     errors: list[dict[str, str]] = []
     seen_refs: dict[str, str] = {}
     total_wallets = 0
@@ -92,14 +97,19 @@ def _check_lines(lines: tuple[LineInput, ...], *, fresh: bool = False) -> dict[s
     def error(field: str, message: str) -> None:
         errors.append({"field": field, "message": message})
 
+    def check_date(field: str, day: dt.date) -> None:
+        if day < today:
+            error(field, f"Must not be before the venue's today ({today.isoformat()}).")
+        elif day > last_day:
+            error(field, f"Must not be after {last_day.isoformat()}, {horizon} days from the venue's today.")
+
     for i, line in enumerate(lines):
         at = f"items[{i}]"
         item = items.get(line.item_code)
         if item is None:
             error(f"{at}.itemId", f"{line.item_code} is not an item of the catalog.")
             continue
-        if line.visit_date < today:
-            error(f"{at}.visitDate", f"Must not be before the venue's today ({today.isoformat()}).")
+        check_date(f"{at}.visitDate", line.visit_date)
         if item.item_type == ItemType.GROUP_TICKET and item.max_group_size and line.quantity > item.max_group_size:
             error(f"{at}.quantity", f"{item.item_id} admits at most {item.max_group_size} people.")
         n_wallets = wallets_issued_by(item.item_type, line.quantity)
@@ -133,8 +143,7 @@ def _check_lines(lines: tuple[LineInput, ...], *, fresh: bool = False) -> dict[s
                     elif visit.item_code in scheduled:
                         error(f"{where}.itemId", f"{visit.item_code} is scheduled twice.")
                     scheduled.add(visit.item_code)
-                    if visit.visit_date < today:
-                        error(f"{where}.visitDate", f"Must not be before the venue's today ({today.isoformat()}).")
+                    check_date(f"{where}.visitDate", visit.visit_date)
     limit = settings.MAX_WALLETS_PER_ORDER
     if total_wallets > limit:
         error("items", f"The order would issue {total_wallets} wallets; at most {limit} are allowed.")

@@ -11,6 +11,7 @@ from django.db import IntegrityError
 from django.utils.dateparse import parse_datetime
 
 from channel_manager.kernel import partners
+from channel_manager.kernel.dates import INSTANT_RANGE_MESSAGE, in_calendar
 from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.models import Partner
 
@@ -33,6 +34,8 @@ def parse_rfc3339(value: str) -> dt.datetime:
             f"--active-from {value!r} is not an RFC 3339 timestamp with a UTC offset, "
             "e.g. 2026-12-01T00:00:00Z or 2026-12-01T09:00:00+01:00."
         )
+    if not in_calendar(parsed):  # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        raise CommandError(f"--active-from {value!r}: {INSTANT_RANGE_MESSAGE}")
     return parsed.astimezone(dt.UTC)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from channel_manager.kernel import parsers
+from channel_manager.kernel.dates import DAY_RANGE_MESSAGE, INSTANT_RANGE_MESSAGE, in_calendar
 from channel_manager.kernel.errors import DomainError
 from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.models import Partner
@@ -120,7 +122,7 @@ class ReissueForm(ProblemFormMixin, forms.Form):
         if raw is None:
             return cleaned
         try:
-            items = json.loads(raw)
+            items = parsers.loads(raw)  # bounded nesting: a deep paste is an error, not a 500
         except ValueError as error:
             self.add_error("items", f"Not valid JSON: {error}")
             return cleaned
@@ -164,6 +166,25 @@ class DeleteForm(ProblemFormMixin, forms.Form):
 # --------------------------------------------------------------------------------------------
 
 
+def checked_active_from(value: Any) -> Any:
+    """activeFrom as staff entered it, refused at the very ends of the calendar (where the
+    moment cannot be moved to another time zone)."""
+    if value is not None and not in_calendar(value):
+        raise forms.ValidationError(INSTANT_RANGE_MESSAGE)
+    return value
+
+
+class PartnerChangeForm(forms.ModelForm):
+    """The partner change page's form: activeFrom checked as on creation."""
+
+    class Meta:
+        model = Partner
+        fields = ["name", "active_from"]
+
+    def clean_active_from(self) -> Any:
+        return checked_active_from(self.cleaned_data["active_from"])
+
+
 class PartnerCreateForm(forms.Form):
     partner_id = forms.CharField(label="partnerId", max_length=64, help_text="1–64 characters of A-Z a-z 0-9 . _ -")
     name = forms.CharField(max_length=Partner._meta.get_field("name").max_length)
@@ -171,6 +192,9 @@ class PartnerCreateForm(forms.Form):
         label="activeFrom", initial=lambda: timezone.now().replace(microsecond=0),
         help_text="YYYY-MM-DD HH:MM:SS, UTC. Requests before this moment answer 403 partnership_not_active.",
     )
+
+    def clean_active_from(self) -> Any:
+        return checked_active_from(self.cleaned_data["active_from"])
 
     def clean_partner_id(self) -> str:
         value = self.cleaned_data["partner_id"]
@@ -212,6 +236,10 @@ class ExportForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        for name in ("date_from", "date_to"):
+            # The range's ends move into the venue's zone and by a day: keep them in the calendar.
+            if cleaned.get(name) and not in_calendar(cleaned[name]):
+                self.add_error(name, DAY_RANGE_MESSAGE)
         start, end = cleaned.get("date_from"), cleaned.get("date_to")
         if start and end and start > end:
             self.add_error("date_to", "Must not be before From.")

@@ -25,6 +25,7 @@ from channel_manager.kernel.admin import (
 from channel_manager.kernel.models import ApiKey, Partner
 from channel_manager.orders.admin.forms import (
     IssueKeyForm,
+    PartnerChangeForm,
     PartnerCreateForm,
 )
 
@@ -61,6 +62,7 @@ class PartnerAdmin(admin.ModelAdmin):
     ordering = ["partner_id"]
     # draft_hold_minutes: how long its Draft orders hold capacity (API.md, "Draft holds").
     fields = ["partner_id", "name", "active_from", "draft_hold_minutes", "enabled", "created_at"]
+    form = PartnerChangeForm  # activeFrom within the calendar
     readonly_fields = ["partner_id", "enabled", "created_at"]
     inlines = [ApiKeyInline]
     actions = ["disable_partners", "enable_partners", "issue_keys"]

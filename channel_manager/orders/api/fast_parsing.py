@@ -35,7 +35,7 @@ TIME_RE = re.compile(r"[0-9]{2}:[0-9]{2}\Z")
 # Texts kept exactly as sent (trim_whitespace=False): their lengths are msgspec's to check.
 KeptReference = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 KeptPaymentReference = Annotated[str, msgspec.Meta(max_length=128)]
-# A reference as ReferenceField takes it; `\Z`, not `$`: "A\n" is DRF's to judge.
+# A reference as ReferenceField takes it (which ends its pattern with `\Z` too).
 Reference = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:\-]{1,64}\Z")]
 
 
@@ -141,8 +141,11 @@ def _customer(customer: dict[str, Any]) -> None:
 
 
 def _order(data: dict[str, Any]) -> None:
-    for text in (data["partnerId"], data["sellToOrderReference"], data.get("paymentReference")):
-        if text and BAD_CHARACTERS.search(text):
+    if BAD_CHARACTERS.search(data["partnerId"]):
+        raise Unsure
+    for text in (data["sellToOrderReference"], data.get("paymentReference")):
+        # PartnerReferenceField refuses control characters as well.
+        if text and (BAD_CHARACTERS.search(text) or s.CONTROL_CHARACTERS.search(text)):
             raise Unsure
     if data.get("customer") is not None:
         _customer(data["customer"])
@@ -162,6 +165,8 @@ def _replace_order(data: dict[str, Any]) -> None:
 
 def _confirm(data: dict[str, Any]) -> None:
     data["paymentReference"] = _text(data["paymentReference"], 128)
+    if s.CONTROL_CHARACTERS.search(data["paymentReference"]):  # PartnerReferenceField's refusal
+        raise Unsure
 
 
 # serializer class -> (the msgspec shape, the pass that finishes its values in place)

@@ -11,7 +11,11 @@ from rest_framework import serializers
 from channel_manager.kernel.api import ProblemSerializer, StrictCharField
 from channel_manager.orders.models import OrderStatus
 
-REFERENCE_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+# \Z, not $: `$` also matches before a trailing newline, which let "ACME-T-1\n" through.
+REFERENCE_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}\Z")
+# C0 and C1 control characters and DEL: a partner's reference never needs one, and they hide in
+# the admin, in exports and in logs (a reference is something staff read and search for).
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class StrictDateField(serializers.DateField):
@@ -50,6 +54,19 @@ class ReferenceField(StrictCharField):
         value = super().to_internal_value(data)
         if not REFERENCE_RE.match(value):
             self.fail("invalid_reference")
+        return value
+
+
+class PartnerReferenceField(StrictCharField):
+    """A reference the partner keeps for itself (sellToOrderReference, paymentReference): any
+    text but control characters."""
+
+    default_error_messages = {"control_characters": "Must not contain control characters."}
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if CONTROL_CHARACTERS.search(value):
+            self.fail("control_characters")
         return value
 
 
@@ -110,8 +127,8 @@ class OrderRequestSerializer(serializers.Serializer):
 
     # Identity and references are kept exactly as sent: no whitespace trimming.
     partnerId = StrictCharField(max_length=64, trim_whitespace=False)
-    sellToOrderReference = StrictCharField(min_length=1, max_length=64, trim_whitespace=False)
-    paymentReference = StrictCharField(
+    sellToOrderReference = PartnerReferenceField(min_length=1, max_length=64, trim_whitespace=False)
+    paymentReference = PartnerReferenceField(
         max_length=128, required=False, allow_null=True, allow_blank=True, trim_whitespace=False
     )
     customer = CustomerSerializer(required=False, allow_null=True)
@@ -126,7 +143,7 @@ class ReplaceOrderRequestSerializer(OrderRequestSerializer):
 
 
 class ConfirmRequestSerializer(serializers.Serializer):
-    paymentReference = StrictCharField(min_length=1, max_length=128)
+    paymentReference = PartnerReferenceField(min_length=1, max_length=128)
 
 
 class FindOrdersQuerySerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channel_manager.kernel.api import IDEMPOTENCY_HEADER, problem_responses
-from channel_manager.kernel.cursors import CURSOR_ERROR, BadCursor, decode_cursor, encode_cursor
+from channel_manager.kernel.cursors import CURSOR_ERROR, BadCursor, cursor_row_id, decode_cursor, encode_cursor
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import Problem, flatten_errors, validation_problem
 from channel_manager.orders import selectors, services
@@ -155,9 +155,7 @@ ORDER_CURSOR = "o"
 def decode_order_cursor(cursor: str) -> int:
     try:
         (pk,) = decode_cursor(cursor, ORDER_CURSOR, 1)
-        if not pk.isdigit():
-            raise BadCursor(cursor)
-        return int(pk)
+        return cursor_row_id(pk)
     except BadCursor:
         raise validation_problem([CURSOR_ERROR]) from None
 
