@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 from io import StringIO
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from channel_manager.kernel.models import IdempotencyRecord
@@ -299,6 +301,13 @@ def test_a_device_token_is_refused_on_the_partner_api(gate, order):
     assert_problem(gate.post("/channelManager", order_body(), format="json"), 401, "not_authenticated")
 
 
+def test_a_device_token_is_redacted_from_log_lines(device_and_token):
+    from channel_manager.kernel.logs import redact
+
+    token = device_and_token[1]
+    assert token not in redact(f"rejected token {token} at the gate")
+
+
 def test_the_token_is_stored_only_as_a_digest(device_and_token):
     device, token = device_and_token
     assert token.startswith("cmg_") and device.prefix == token[:10]
@@ -405,3 +414,44 @@ def test_twenty_devices_scanning_one_code_at_once_admit_it_exactly_once(catalog,
     assert {r["reason"] for r in results if r["result"] == "rejected"} == {"already_redeemed"}
     assert GateScan.objects.filter(result="accepted").count() == 1
     assert GateScan.objects.count() == 20
+
+
+# ---- the admin -------------------------------------------------------------------------------
+
+TOKEN_RE = re.compile(r'<code class="cm-key"[^>]*>(cmg_[A-Za-z0-9_\-]+)</code>')
+
+
+def test_registering_a_device_in_the_admin_shows_its_token_once_and_stores_only_its_hash(admin_client, catalog):
+    url = reverse("admin:wallets_gatedevice_add")
+    assert admin_client.get(url).status_code == 200
+    response = admin_client.post(url, {"name": "West gate", "items": [catalog["DAY-ADULT"].pk]})
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    raw = TOKEN_RE.findall(response.content.decode())
+    assert len(raw) == 1
+    device = GateDevice.objects.get(name="West gate")
+    assert list(device.items.values_list("item_id", flat=True)) == ["DAY-ADULT"]
+    assert device.digest != raw[0] and raw[0].startswith(device.prefix)
+    for page in (admin_client.get(reverse("admin:wallets_gatedevice_change", args=[device.pk])),
+                 admin_client.get(reverse("admin:wallets_gatedevice_changelist"))):
+        html = page.content.decode()
+        assert device.prefix in html and raw[0] not in html and device.digest not in html
+    assert gate_client(raw[0]).post("/gate/scans", {"code": "NOPE"}, format="json").status_code == 200
+
+
+def test_revoking_a_device_in_the_admin_refuses_its_token(admin_client, device_and_token, gate):
+    device, _ = device_and_token
+    admin_client.post(reverse("admin:wallets_gatedevice_changelist"),
+                      {"action": "revoke", "_selected_action": [device.pk]})
+    device.refresh_from_db()
+    assert device.revoked_at is not None
+    assert_problem(gate.post("/gate/scans", {"code": "A"}, format="json"), 401, "not_authenticated")
+
+
+def test_the_scan_log_is_searchable_by_code(admin_client, gate, order):
+    asset = ticket(order, "DAY-ADULT")
+    scan(gate, asset.asset_number)
+    scan(gate, "SOMETHING-ELSE")
+    page = admin_client.get(reverse("admin:wallets_gatescan_changelist"), {"q": asset.asset_number})
+    html = page.content.decode()
+    assert page.status_code == 200 and asset.asset_number in html and "SOMETHING-ELSE" not in html

@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,9 +24,14 @@ from wallets.models import Asset
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
+class ScannedAtField(RFC3339Field):
+    """An RFC 3339 timestamp, documented as a date-time."""
+
+
 class ScanInSerializer(serializers.Serializer):
     code = StrictCharField(max_length=4000, trim_whitespace=False)
-    scannedAt = RFC3339Field(required=False, help_text="When the device scanned it (scans made offline).")
+    scannedAt = ScannedAtField(required=False, help_text="When the device scanned it (scans made offline).")
 
 
 class GateAssetSerializer(serializers.Serializer):
