@@ -165,7 +165,10 @@ MAX_WALLETS_PER_PAGE = env_int("MAX_WALLETS_PER_PAGE", 1000)
 # refused at submission (400 validation_error on the field).
 MAX_VISIT_HORIZON_DAYS = env_int("MAX_VISIT_HORIZON_DAYS", 730)
 # The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
-PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/")
+PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/", "/gate/")
+# Paths of the API whose callers are not partners (gate devices): no Idempotency-Key records,
+# which are kept per partner.
+IDEMPOTENCY_EXEMPT_PREFIXES = ("/gate/",)
 IDEMPOTENCY_RETENTION_HOURS = env_int("IDEMPOTENCY_RETENTION_HOURS", 48)
 # A request holding an Idempotency-Key longer than this is presumed dead and may be taken over.
 IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 60)

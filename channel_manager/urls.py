@@ -17,6 +17,7 @@ urlpatterns = [
     path("notifications/", include("notifications.urls")),
     path("catalog/", include("catalog.urls")),
     path("", include("wallets.urls")),
+    path("gate/", include("wallets.gate.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -12,6 +12,8 @@ reads only wallets and the catalog.
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 from django.db.models import Q
 
@@ -93,9 +95,74 @@ class Asset(models.Model):
     description = models.CharField(max_length=255, blank=True)
     valid_until = models.DateField(null=True, blank=True, help_text="Coupons: last valid day.")
     position = models.PositiveSmallIntegerField(default=0)
+    # Set once, at the gate, by a conditional UPDATE (wallets.gate.services): the database, not
+    # the reader, decides which of two racing scans admits. Null until used.
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_by = models.ForeignKey(
+        "GateDevice", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["wallet_id", "position"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(redeemed_at__isnull=False) | Q(redeemed_by__isnull=True),
+                name="asset_redeemed_by_only_when_redeemed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.asset_number
+
+
+# ---- The gate (wallets.gate): devices at the entrance and what they scanned -----------------
+
+
+class GateDevice(models.Model):
+    """A scanner at the venue's entrance. Its bearer token is shown once and kept as a SHA-256
+    digest (256 random bits: a fast hash is as safe as a slow one), like a partner's API key."""
+
+    device_id = models.UUIDField("deviceId", default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="First characters of the token, to tell devices apart.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    items = models.ManyToManyField(
+        "catalog.Item", blank=True, related_name="+",
+        help_text="The items this device admits; none means every item.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = "gate device"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…{', revoked' if self.revoked_at else ''})"
+
+
+class ScanResult(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class GateScan(models.Model):
+    """Every scan a device made, accepted or not: the gate's log."""
+
+    device = models.ForeignKey(GateDevice, on_delete=models.PROTECT, related_name="scans")
+    code = models.CharField(max_length=200, help_text="As scanned (truncated).")
+    scanned_at = models.DateTimeField(help_text="When the device scanned it.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    result = models.CharField(max_length=8, choices=ScanResult.choices)
+    reason = models.CharField(max_length=32, null=True, blank=True)
+    asset = models.ForeignKey(Asset, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-scanned_at", "-id"]
+        indexes = [
+            models.Index(fields=["scanned_at"], name="gatescan_scanned_at_idx"),
+            models.Index(fields=["code"], name="gatescan_code_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code[:24]} {self.result}"

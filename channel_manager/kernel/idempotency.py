@@ -71,6 +71,8 @@ class IdempotencyMiddleware:
         key = request.META.get(HEADER)
         if key is None or request.method not in WRITE_METHODS or not is_partner_api(request.path):
             return self.get_response(request)
+        if request.path.startswith(getattr(settings, "IDEMPOTENCY_EXEMPT_PREFIXES", ())):
+            return self.get_response(request)  # not a partner's call: its records are per partner
         if not 1 <= len(key) <= 255:
             return problem_response(
                 400, "validation_error", "Idempotency-Key must be 1–255 characters.",

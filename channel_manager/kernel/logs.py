@@ -74,7 +74,7 @@ _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
 _WALLET_PATH = re.compile(r"(/wallets/)[^/\s?#\"'<>]+")
 _SECRETS = (
     (re.compile(r"(?i)\b(bearer\s+)[^\s,;\"']+"), r"\1[redacted]"),
-    (re.compile(r"\b(cmk_|whsec_)[A-Za-z0-9_-]+"), r"\1[redacted]"),
+    (re.compile(r"\b(cmk_|cmg_|whsec_)[A-Za-z0-9_-]+"), r"\1[redacted]"),
 )
 HOST = socket.gethostname()
 

@@ -12,6 +12,7 @@ register_titles({
     "duplicate_order": "Duplicate order",
     "reference_in_use": "External reference already in use",
     "invalid_state": "Operation not allowed in the order's status",
+    "already_redeemed": "Already used at the gate",
 })
 
 
@@ -46,3 +47,16 @@ class ReferenceInUse(DomainError):
 class OrderNotFound(NotFound):
     def __init__(self) -> None:
         super().__init__("No such order.")
+
+
+class AlreadyRedeemed(Conflict):
+    """Tickets or coupons of the order were used at the gate: not refunded through the API."""
+
+    code = "already_redeemed"
+
+    def __init__(self, *, redeemed: int) -> None:
+        super().__init__(
+            f"{redeemed} ticket(s) or coupon(s) of this order were already used at the gate; "
+            "the order cannot be cancelled.",
+            extra={"redeemedAssets": redeemed},
+        )

@@ -32,6 +32,7 @@ def asset_dict(asset) -> dict[str, Any]:
         out["validUntil"] = asset.valid_until.isoformat() if asset.valid_until else None
     else:
         out["admits"] = asset.admits
+    out["redeemedAt"] = rfc3339(asset.redeemed_at)  # null until used at the gate
     return out
 
 

@@ -20,7 +20,13 @@ from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.logs import current_request_id
 from channel_manager.kernel.models import Partner
 from channel_manager.orders import scheduling, state
-from channel_manager.orders.errors import DuplicateOrder, InvalidState, OrderNotFound, ReferenceInUse
+from channel_manager.orders.errors import (
+    AlreadyRedeemed,
+    DuplicateOrder,
+    InvalidState,
+    OrderNotFound,
+    ReferenceInUse,
+)
 from channel_manager.orders.issuance import ORDER_PROCESSED
 from channel_manager.orders.models import (
     DeletedOrder,
@@ -34,6 +40,7 @@ from channel_manager.orders.models import (
 from channel_manager.orders.presenters import order_dict
 from channel_manager.orders.selectors import order_wallet_ids, orders_with_contents
 from notifications.services import EventSpec, publish_events
+from wallets.gate.services import assets_redeemed
 from wallets.models import Wallet
 from wallets.services import (
     HolderSnapshot,
@@ -418,6 +425,11 @@ def delete_order(*, order: Order, actor: str | None = None, reason: str = "") ->
     if is_no_op("delete", order.status):
         return order
     actor = actor or _partner_actor(order.partner)
+    # Used tickets are not refunded through the API. The assets stay locked until commit, so no
+    # scan admits one of them between this check and their wallets turning void.
+    redeemed = assets_redeemed(wallet_ids=order_wallet_ids(order=order))
+    if redeemed:
+        raise AlreadyRedeemed(redeemed=redeemed)
     if order.status == OrderStatus.ISSUED:
         _destroy_wallets(order)
         now = timezone.now()

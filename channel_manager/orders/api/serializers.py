@@ -167,6 +167,7 @@ class AssetSerializer(serializers.Serializer):
     admits = serializers.IntegerField(required=False, help_text="Tickets only.")
     description = serializers.CharField(required=False, help_text="Coupons only.")
     validUntil = serializers.DateField(required=False, help_text="Coupons only.")
+    redeemedAt = serializers.DateTimeField(allow_null=True, help_text="When it was used at the gate; null until then.")
 
 
 class WalletSerializer(serializers.Serializer):

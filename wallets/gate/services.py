@@ -1,0 +1,175 @@
+"""Online admission: resolve a code, check it is valid now at the venue, admit it once.
+
+Exactly once is the database's promise, not this module's: the asset row is locked, its wallet
+read afresh (a concurrent cancellation is seen), and redeemed_at is set by a conditional UPDATE
+(WHERE redeemed_at IS NULL). Of two scans racing for one asset, one updates a row, the other
+none. Every scan is logged, accepted or not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from catalog.selectors import get_venue
+from wallets.models import Asset, AssetType, GateDevice, GateScan, ScanResult, Wallet, WalletValidity
+
+# A timed ticket admits from this long before its visitTime until this long after it.
+ADMIT_BEFORE = dt.timedelta(minutes=60)
+ADMIT_AFTER = dt.timedelta(minutes=60)
+LOGGED_CODE_LENGTH = GateScan._meta.get_field("code").max_length
+
+UNKNOWN_CODE = "unknown_code"
+NOT_VALID_YET = "not_valid_yet"
+VOID = "void"
+WRONG_DATE = "wrong_date"
+OUTSIDE_SLOT = "outside_slot"
+ALREADY_REDEEMED = "already_redeemed"
+NOT_ADMITTED_HERE = "not_admitted_here"
+
+# How far each refusal got through the checks: for a wallet reference, the ticket that came
+# closest to admission names the reason (a used ticket says more than one for another gate).
+_STAGE = {VOID: 0, NOT_ADMITTED_HERE: 1, WRONG_DATE: 2, NOT_VALID_YET: 3, OUTSIDE_SLOT: 3, ALREADY_REDEEMED: 4}
+
+
+@dataclass(frozen=True)
+class PreviousRedemption:
+    at: dt.datetime
+    device_id: str | None
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    reason: str | None  # None: accepted
+    asset: Asset | None = None
+    redeemed_at: dt.datetime | None = None
+    previous: PreviousRedemption | None = None
+
+    @property
+    def result(self) -> str:
+        return ScanResult.ACCEPTED if self.reason is None else ScanResult.REJECTED
+
+
+def scan_code(*, device: GateDevice, code: str, scanned_at: dt.datetime | None = None) -> ScanOutcome:
+    """Admit what `code` names, if it may be admitted by `device` at `scanned_at` (default now),
+    and log the scan."""
+    at = scanned_at or timezone.now()
+    with transaction.atomic():
+        outcome = _admit(device=device, code=code.strip(), at=at)
+        GateScan.objects.create(
+            device=device, code=code[:LOGGED_CODE_LENGTH], scanned_at=at, result=outcome.result,
+            reason=outcome.reason, asset=outcome.asset,
+        )
+    return outcome
+
+
+def _admit(*, device: GateDevice, code: str, at: dt.datetime) -> ScanOutcome:
+    if not code:
+        return ScanOutcome(UNKNOWN_CODE)
+    # Asset numbers use capitals and digits only: a hand-typed lower-case one still matches.
+    asset = Asset.objects.select_related("wallet").filter(asset_number=code.upper()).first()
+    if asset is not None:
+        candidates = [asset]
+    else:
+        # A wallet reference: its tickets, in the wallet's asset order. External references are
+        # unique per partner only, so one may name wallets of several partners.
+        candidates = list(
+            Asset.objects.select_related("wallet")
+            .filter(Q(wallet__wallet_reference_number=code) | Q(wallet__external_reference_number=code),
+                    asset_type=AssetType.TICKET)
+            .order_by("wallet__destroyed_at", "wallet_id", "position", "id")
+        )
+        if not candidates:
+            return ScanOutcome(UNKNOWN_CODE)
+    return _admit_first(device=device, candidates=candidates, at=at)
+
+
+def _admit_first(*, device: GateDevice, candidates: Iterable[Asset], at: dt.datetime) -> ScanOutcome:
+    """Redeem the first candidate that passes every check; else the closest refusal."""
+    best: ScanOutcome | None = None
+    for asset in candidates:
+        reason = refusal(device=device, asset=asset, wallet=asset.wallet, at=at)
+        outcome = _redeem(device=device, asset=asset, at=at) if reason is None else _refused(asset, reason)
+        if outcome.reason is None:
+            return outcome
+        if best is None or _STAGE[outcome.reason] > _STAGE[best.reason]:
+            best = outcome
+    assert best is not None
+    return best
+
+
+def refusal(*, device: GateDevice, asset: Asset, wallet: Wallet, at: dt.datetime) -> str | None:
+    """Why `device` may not admit `asset` at `at`, or None. Dates and times are the venue's."""
+    if wallet.validity == WalletValidity.VOID or wallet.destroyed_at is not None:
+        return VOID
+    if wallet.validity == WalletValidity.PENDING:
+        return NOT_VALID_YET  # a Draft's wallet: not valid until the order is confirmed
+    admitted = getattr(device, "admitted_item_ids", None)
+    if admitted is None:
+        admitted = frozenset(device.items.values_list("id", flat=True))
+    if admitted and asset.item_id not in admitted:
+        return NOT_ADMITTED_HERE
+    time_reason = _outside_validity(asset, at)
+    if time_reason:
+        return time_reason
+    if asset.redeemed_at is not None:
+        return ALREADY_REDEEMED
+    return None
+
+
+def _outside_validity(asset: Asset, at: dt.datetime) -> str | None:
+    tz = get_venue().tzinfo
+    local = at.astimezone(tz)
+    today = local.date()
+    if asset.asset_type == AssetType.COUPON:
+        last_day = asset.valid_until or asset.visit_date
+        return None if asset.visit_date <= today <= last_day else WRONG_DATE
+    if asset.visit_time is not None:
+        # The window may start the evening before a visit just after midnight: compare instants.
+        visit = dt.datetime.combine(asset.visit_date, asset.visit_time, tzinfo=tz)
+        if visit - ADMIT_BEFORE <= local <= visit + ADMIT_AFTER:
+            return None
+        if today != asset.visit_date:
+            return WRONG_DATE
+        return NOT_VALID_YET if local < visit - ADMIT_BEFORE else OUTSIDE_SLOT
+    return None if today == asset.visit_date else WRONG_DATE
+
+
+def _refused(asset: Asset, reason: str) -> ScanOutcome:
+    previous = None
+    if reason == ALREADY_REDEEMED:
+        previous = _previous_redemption(asset)
+    return ScanOutcome(reason, asset=asset, previous=previous)
+
+
+def _previous_redemption(asset: Asset) -> PreviousRedemption:
+    at, device_id = Asset.objects.filter(pk=asset.pk).values_list("redeemed_at", "redeemed_by__device_id").get()
+    return PreviousRedemption(at=at, device_id=str(device_id) if device_id else None)
+
+
+def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime) -> ScanOutcome:
+    """Admit `asset` once. The row lock orders this scan with a concurrent cancellation (which
+    locks the same rows, see assets_redeemed); the conditional UPDATE is the guarantee."""
+    Asset.objects.select_for_update().filter(pk=asset.pk).values_list("pk", flat=True).get()
+    validity, destroyed_at = Wallet.objects.filter(pk=asset.wallet_id).values_list("validity", "destroyed_at").get()
+    if validity == WalletValidity.VOID or destroyed_at is not None:
+        return ScanOutcome(VOID, asset=asset)
+    if validity == WalletValidity.PENDING:
+        return ScanOutcome(NOT_VALID_YET, asset=asset)
+    updated = Asset.objects.filter(pk=asset.pk, redeemed_at__isnull=True).update(redeemed_at=at, redeemed_by=device)
+    if updated == 0:
+        return _refused(asset, ALREADY_REDEEMED)
+    asset.redeemed_at, asset.redeemed_by = at, device
+    return ScanOutcome(None, asset=asset, redeemed_at=at)
+
+
+def assets_redeemed(*, wallet_ids: Iterable[int]) -> int:
+    """How many assets of these wallets were used, locking them so that no scan admits one
+    until the caller's transaction ends (a cancellation checks this before voiding them)."""
+    locked = Asset.objects.select_for_update().filter(wallet_id__in=wallet_ids).order_by("pk")
+    return sum(1 for redeemed_at in locked.values_list("redeemed_at", flat=True) if redeemed_at is not None)
