@@ -473,6 +473,12 @@ class Baseline:
             self.body = {"eventType": "ota_cm_order_processed", "url": f"https://hooks{n}.partner.example/cm"}
         elif operation == "getAvailability":
             self.query = {"from": visit_date(1), "to": visit_date(7)}
+        elif operation == "gateScan":  # a gate device's call, with the device's own token
+            from wallets.gate.devices import create_gate_device
+
+            _, token = create_gate_device(name=f"Gate {n}")
+            self.headers["Authorization"] = f"Bearer {token}"
+            self.body = {"code": f"NO-SUCH-CODE-{n}"}
         self.path_kwargs = kwargs
         self.path = path
 
