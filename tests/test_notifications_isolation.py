@@ -238,7 +238,7 @@ def test_an_expired_claim_does_not_hold_a_slot(partner, dev):
 @pytest.mark.django_db(transaction=True)
 def test_the_cap_holds_with_many_concurrent_claimers(dev):
     if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED and row locks need PostgreSQL (make test provides it)")
+        pytest.fail("SKIP LOCKED and row locks need PostgreSQL (make test provides it)")
     partners = [PartnerFactory(), PartnerFactory()]
     for p in partners:
         SubscriptionFactory(partner=p, url="http://127.0.0.1:9/hook")

@@ -157,9 +157,6 @@ def create_shells(
     return groups
 
 
-def live_capacity_claims(*, wallet_ids: WalletIds) -> list[CapacityClaim]:
-    """The capacity the live wallets among `wallet_ids` hold now; one query."""
-    return minted_ticket_claims(_wallets(wallet_ids).filter(destroyed_at__isnull=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +338,6 @@ __all__ = [
     "destroy_wallets_and_release",
     "holder_name",
     "is_timed",
-    "live_capacity_claims",
     "mint",
     "mint_wallets",
     "minted_ticket_claims",

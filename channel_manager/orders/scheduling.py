@@ -88,9 +88,6 @@ def lower_signal() -> None:
     IssuanceSignal.objects.all().delete()
 
 
-def signal_raised_at() -> dt.datetime | None:
-    return IssuanceSignal.objects.values_list("raised_at", flat=True).first()
-
 
 def _raise_signal() -> bool:
     """INSERT … ON CONFLICT (PostgreSQL and SQLite): True if this call raised the signal, or

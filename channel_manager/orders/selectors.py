@@ -58,16 +58,8 @@ def unminted_shells_of(*, order_pks: Sequence[int]) -> dict[int, list[Shell]]:
 
 
 def unminted_shells(*, order: Order) -> list[Shell]:
-    """The order's live wallets still to be minted, each with its line, in line order then
-    position; one query."""
-    links = (
-        OrderWallet.objects.filter(
-            order=order, line__isnull=False, wallet__destroyed_at__isnull=True, wallet__minted_at__isnull=True
-        )
-        .select_related("wallet")
-        .order_by("line_id", "wallet__position")
-    )
-    return [Shell(line_pk=link.line_id, wallet=link.wallet) for link in links]
+    """One order's live wallets still to be minted (see unminted_shells_of); one query."""
+    return unminted_shells_of(order_pks=[order.pk]).get(order.pk, [])
 
 
 def parse_order_id(value: str) -> uuid.UUID | None:
