@@ -74,7 +74,7 @@ class SubscriptionCollectionView(NotificationsAPIView):
         summary="Subscribe a webhook URL to an event type",
         request=s.SubscriptionCreateSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: s.CreatedSubscriptionSerializer, **problem_responses(400, 401, 403, 413, 415, 422, 429)},
+        responses={201: s.CreatedSubscriptionSerializer, **problem_responses(400, 401, 403, 409, 413, 415, 422, 429)},
         examples=[
             OpenApiExample(
                 "subscribe",
@@ -115,7 +115,7 @@ class SubscriptionDetailView(NotificationsAPIView):
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             204: OpenApiResponse(description="Deleted: nothing more is sent to it."),
-            **problem_responses(400, 401, 403, 404, 422, 429),
+            **problem_responses(400, 401, 403, 404, 409, 422, 429),
         },
     )
     def delete(self, request: Request, subscriptionId: str) -> Response:

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from channel_manager.kernel.api import ProblemSerializer, StrictCharField
@@ -122,6 +123,9 @@ class LineSerializer(serializers.Serializer):
     wallet = LineWalletSerializer(required=False, allow_null=True)
 
 
+# Request components are named without "Serializer" and get drf-spectacular's "Request" suffix
+# (COMPONENT_SPLIT_REQUEST): OrderRequest, not OrderRequestRequest, in every generated client.
+@extend_schema_serializer(component_name="Order")
 class OrderRequestSerializer(serializers.Serializer):
     """The body of createOrder and replaceOrder."""
 
@@ -135,6 +139,7 @@ class OrderRequestSerializer(serializers.Serializer):
     items = serializers.ListField(child=LineSerializer(), min_length=1, max_length=50)
 
 
+@extend_schema_serializer(component_name="ReplaceOrder")
 class ReplaceOrderRequestSerializer(OrderRequestSerializer):
     """replaceOrder may repeat the order's identity; when sent it must match."""
 
@@ -142,6 +147,7 @@ class ReplaceOrderRequestSerializer(OrderRequestSerializer):
     buyFromOrderReference = StrictCharField(max_length=64, required=False)
 
 
+@extend_schema_serializer(component_name="ConfirmOrder")
 class ConfirmRequestSerializer(serializers.Serializer):
     paymentReference = PartnerReferenceField(min_length=1, max_length=128)
 

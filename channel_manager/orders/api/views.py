@@ -24,7 +24,14 @@ from channel_manager.orders.presenters import order_dict
 
 PAGE_SIZE = 50
 
-COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429)
+# The problems of every write with a body; 409: idempotency_in_progress (a repeat of an
+# Idempotency-Key whose first request still runs), whatever else the operation answers.
+COMMON_ERRORS = (400, 401, 403, 409, 413, 415, 422, 429)
+
+LOCATION_HEADER = OpenApiParameter(
+    "Location", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[202],
+    description="The new order's path: /channelManager/{orderId}.",
+)
 
 
 def order_problems(*codes: int) -> dict:
@@ -95,7 +102,7 @@ class OrderCollectionView(PartnerAPIView):
         operation_id="createOrder",
         summary="Submit an order",
         request=s.OrderRequestSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, LOCATION_HEADER],
         responses={202: s.OrderSerializer, **order_problems(*COMMON_ERRORS)},
         description="Accepts the order as Submitted and returns at once; issuance runs in the background. "
         "A second submission of the same (partnerId, sellToOrderReference) answers 400 duplicate_order "
