@@ -12,7 +12,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 export PORT
 
-.PHONY: help run test lint venv browser bench faults
+.PHONY: help run test lint venv browser nodejs promtool bench faults
 
 help:
 	@echo "make run    serve the API and the issuance workers on http://127.0.0.1:$(PORT) (demo data)"
@@ -39,7 +39,18 @@ browser:
 	@test -x /usr/bin/chromium && command -v openssl >/dev/null || { \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium openssl; }
 
-test: venv browser
+# The Node webhook receiver example runs on Debian's nodejs (tests/test_webhook_receivers.py);
+# the alert rules are checked and unit-tested with promtool, from Debian's prometheus package
+# (tests/test_deploy_monitoring.py). Each is installed only when missing.
+nodejs:
+	@command -v node >/dev/null || command -v nodejs >/dev/null || { \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs; }
+
+promtool:
+	@command -v promtool >/dev/null || { \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+
+test: venv browser nodejs promtool
 	CM_DEV=1 bash .ci/with-postgres $(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 lint: venv
