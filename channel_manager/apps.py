@@ -9,8 +9,9 @@ class ChannelManagerConfig(AppConfig):
     def ready(self) -> None:
         from channel_manager.kernel.logs import register_subject_field
         from channel_manager.kernel.metrics import add_scrape_collector
-        from channel_manager.ops.collectors import DatabaseCollector
+        from channel_manager.ops.collectors import DatabaseCollector, ReadinessCollector
 
         add_scrape_collector(DatabaseCollector())
+        add_scrape_collector(ReadinessCollector())
         # Log lines say which order they are about (in requests, from the route's orderId).
         register_subject_field("order_id", url_kwarg="orderId")

@@ -5,7 +5,7 @@ Recorded where they happen:
   the apps' own metrics, defined beside their code (issuance: channel_manager.orders.metrics;
   webhooks: notifications.metrics)
 Read from the database at scrape time by collectors the apps register with add_scrape_collector
-(channel_manager.ops.collectors: orders by status, the task queue, database up).
+(channel_manager.ops.collectors: orders by status, the task queue, database up, the readiness checks).
 
 Several processes: with PROMETHEUS_MULTIPROC_DIR set (channel_manager/deploy/gunicorn.conf.py
 sets it; give the qcluster the same directory on the same machine), every process writes its

@@ -1,4 +1,5 @@
-"""What /metrics reads from the database at scrape time: orders by status and the task queues."""
+"""What /metrics reads from the database at scrape time: orders by status, the task queues, and
+the readiness checks of /readyz (so that Prometheus can alert on readiness per check)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.db import DatabaseError
 from django.db.models import Count
 from prometheus_client.metrics_core import GaugeMetricFamily
 
-from channel_manager.ops.health import queue_stats
+from channel_manager.ops.health import queue_stats, readiness
 from channel_manager.orders.models import Order, OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -47,3 +48,19 @@ class DatabaseCollector:
             oldest.add_metric([queue], queue_stats_.oldest_age_seconds)
         yield tasks
         yield oldest
+
+
+class ReadinessCollector:
+    """The checks of /readyz, run at scrape time: 1 passing, 0 failing (a few small queries; a
+    passing migration check is cached)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        results = readiness()  # never raises: a failing check is a result
+        ready = GaugeMetricFamily("cm_ready", "1 when every readiness check of /readyz passes.")
+        ready.add_metric([], int(all(check.ok for check in results.values())))
+        yield ready
+        checks = GaugeMetricFamily("cm_readiness_check", "Each readiness check of /readyz: 1 passing, 0 failing.",
+                                   labels=["check"])
+        for name, check in results.items():
+            checks.add_metric([name], int(check.ok))
+        yield checks
