@@ -30,7 +30,7 @@ MAX_LINES = 40
 
 def command(language: str) -> list[str]:
     if language == "python":
-        return [sys.executable, str(EXAMPLES / "receiver.py")]
+        return [sys.executable, "-I", "-S", str(EXAMPLES / "receiver.py")]  # no site-packages: the standard library
     node = shutil.which("node") or shutil.which("nodejs")
     if node is None:
         pytest.fail("Node.js is missing: `make test` installs Debian's nodejs")
