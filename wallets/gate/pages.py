@@ -45,7 +45,8 @@ def _page(request: HttpRequest, template: str, context: dict, status: int = 200)
     response = TemplateResponse(request, template, context, status=status)
     response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response["Permissions-Policy"] = "camera=(self), microphone=(), geolocation=()"
-    response["Referrer-Policy"] = "no-referrer"
+    # Not no-referrer: Chromium then sends "Origin: null" with the forms, which CSRF refuses.
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
