@@ -17,7 +17,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -62,7 +62,7 @@ def _login_page(request: HttpRequest, *, error: str = "", status: int = 200) -> 
 
 
 @never_cache
-@require_GET
+@require_safe
 def scanner_page(request: HttpRequest) -> HttpResponse:
     """The scanner for a logged-in device or Gate staff member; the login page for anyone else."""
     if not request.session.get(SESSION_DEVICE_DIGEST) and may_scan(request.user):
