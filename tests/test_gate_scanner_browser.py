@@ -110,6 +110,17 @@ def watch_requests(page, base: str) -> tuple[list[str], list[str]]:
     return requested, scans
 
 
+def fits(page, selector: str) -> bool:
+    """The words stay inside the screen: nothing cut off at the sides."""
+    return page.eval_on_selector(selector, "e => e.scrollWidth <= e.clientWidth && "
+                                           "e.getBoundingClientRect().right <= window.innerWidth")
+
+
+def one_line(page, selector: str) -> bool:
+    return page.eval_on_selector(selector, "e => { const r = document.createRange(); r.selectNodeContents(e); "
+                                           "return r.getClientRects().length === 1; }")
+
+
 def scans_logged() -> list[tuple[str, str | None]]:
     return list(GateScan.objects.order_by("id").values_list("result", "reason"))
 
@@ -129,6 +140,7 @@ def test_the_camera_scans_a_manifests_qr_accepted_then_already_redeemed(client, 
 
         page.wait_for_selector("#answer.accepted", timeout=ANSWER_TIMEOUT_MS)
         assert page.inner_text("#verdict").strip().lower() == "accepted"
+        assert fits(page, "#verdict") and one_line(page, "#verdict")
         page.screenshot(path=str(ARTIFACTS / "gate-accepted.png"))
         # One post while the answer is on screen, though the camera still shows the code.
         assert len(scans) == 1 and payload in scans[0]
@@ -137,6 +149,7 @@ def test_the_camera_scans_a_manifests_qr_accepted_then_already_redeemed(client, 
         assert page.inner_text("#verdict").strip().lower() == "rejected"
         assert page.inner_text("#reason").strip().lower() == "already redeemed"
         assert "by this scanner" in page.inner_text("#detail")
+        assert fits(page, "#verdict") and one_line(page, "#verdict") and fits(page, "#reason")
         page.screenshot(path=str(ARTIFACTS / "gate-already-redeemed.png"))
         assert len(scans) == 2 and scans[1] == scans[0]
         # The answer fills the screen.
