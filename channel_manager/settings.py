@@ -166,6 +166,8 @@ MAX_WALLETS_PER_PAGE = env_int("MAX_WALLETS_PER_PAGE", 1000)
 MAX_VISIT_HORIZON_DAYS = env_int("MAX_VISIT_HORIZON_DAYS", 730)
 # The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
 PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/", "/gate/")
+# Pages under those prefixes (the gate's scanner page): sessions, CSRF and forms, like the admin.
+API_PAGE_PREFIXES = ("/gate/scan/",)
 # Paths of the API whose callers are not partners (gate devices): no Idempotency-Key records,
 # which are kept per partner.
 IDEMPOTENCY_EXEMPT_PREFIXES = ("/gate/",)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -132,6 +133,13 @@ class GateDevice(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A Gate staff member scanning with the scanner page under their own login scans as their own
+    # device (made on their first visit): the log, redeemed_by and previousRedemption name it like
+    # any device, and the admin limits its items or revokes it the same way. Its token is never shown.
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="gate_device",
+        help_text="Set for a staff member's own scanner (the scanner page under a staff login).",
+    )
 
     class Meta:
         ordering = ["name", "id"]
@@ -159,6 +167,8 @@ class GateScan(models.Model):
 
     class Meta:
         ordering = ["-scanned_at", "-id"]
+        # Staff holding it (the Gate group) may scan with the scanner page under their own login.
+        permissions = [("scan_at_gate", "Can scan at the gate with the scanner page")]
         indexes = [
             models.Index(fields=["scanned_at"], name="gatescan_scanned_at_idx"),
             models.Index(fields=["code"], name="gatescan_code_idx"),

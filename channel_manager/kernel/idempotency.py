@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 def is_partner_api(path: str) -> bool:
     """A path of the partner API (settings.PARTNER_API_PREFIXES): JSON bodies, problem+json, keys."""
-    return path.startswith(settings.PARTNER_API_PREFIXES)
+    return path.startswith(settings.PARTNER_API_PREFIXES) and not path.startswith(settings.API_PAGE_PREFIXES)
 
 
 def request_hash(request: HttpRequest) -> str:

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
 from channel_manager.kernel.authentication import bearer_token, key_digest, partner_for_key
 from channel_manager.kernel.problems import Problem
+from wallets.gate.devices import give_new_token
 from wallets.models import GateDevice
 
 REALM = 'Bearer realm="gate"'
@@ -18,10 +21,64 @@ def device_for_token(raw: str | None) -> GateDevice | None:
     """The unrevoked device owning this token, with the ids of the items it is limited to."""
     if not raw:
         return None
-    device = GateDevice.objects.filter(digest=key_digest(raw), revoked_at__isnull=True).first()
+    return _with_items(GateDevice.objects.filter(digest=key_digest(raw), revoked_at__isnull=True).first())
+
+
+def _with_items(device: GateDevice | None) -> GateDevice | None:
     if device is not None:
         device.admitted_item_ids = frozenset(device.items.values_list("id", flat=True))
     return device
+
+
+# ---- The scanner page (wallets.gate.pages): a session instead of a bearer token -------------
+
+# The session of a device that logged in to the scanner page holds its token's digest (never the
+# token): revoking the device, or giving it a new token, ends that session at its next scan.
+SESSION_DEVICE_DIGEST = "gate_device_digest"
+SCAN_PERMISSION = "wallets.scan_at_gate"
+
+
+def may_scan(user) -> bool:
+    """Staff of the Gate group (or superusers) may scan under their own login."""
+    return bool(user and user.is_authenticated and user.is_active and user.is_staff
+                and user.has_perm(SCAN_PERMISSION))
+
+
+def staff_device(user) -> GateDevice:
+    """The staff member's own device, made on first use with a token nobody ever sees."""
+    device = GateDevice.objects.filter(user=user).first()
+    if device is None:
+        device = GateDevice(user=user, name=f"Staff: {user.get_username()}"[:100])
+        give_new_token(device)
+        try:
+            with transaction.atomic():
+                device.save()
+        except IntegrityError:  # a second tab made it first
+            device = GateDevice.objects.get(user=user)
+    return device
+
+
+def device_for_session(request: HttpRequest) -> GateDevice | None:
+    """The scanner page's device: the one whose token this session logged in with, else the
+    logged-in Gate staff member's own; None when there is none, or it is revoked."""
+    digest = request.session.get(SESSION_DEVICE_DIGEST)
+    if digest:
+        return _with_items(GateDevice.objects.filter(digest=digest, revoked_at__isnull=True).first())
+    user = getattr(request, "user", None)
+    if may_scan(user):
+        return _with_items(GateDevice.objects.filter(user=user, revoked_at__isnull=True).first())
+    return None
+
+
+class GatePageAuthentication(authentication.SessionAuthentication):
+    """The scanner page's scans: its session's device, CSRF-checked like any session request."""
+
+    def authenticate(self, request: Request):
+        device = device_for_session(request._request)
+        if device is None:
+            return None
+        self.enforce_csrf(request)
+        return (device, None)
 
 
 class GateDeviceAuthentication(authentication.BaseAuthentication):

@@ -1,10 +1,15 @@
 from django.urls import path
 
 from channel_manager.kernel.logs import register_operations
-from wallets.gate import api
+from wallets.gate import api, pages
 
 urlpatterns = [
     path("scans", api.ScanView.as_view(), name="gate-scans"),
+    # The scanner page (settings.API_PAGE_PREFIXES: sessions and CSRF, not the partner API's guards).
+    path("scan/", pages.scanner_page, name="gate-scan-page"),
+    path("scan/login", pages.device_login, name="gate-scan-login"),
+    path("scan/logout", pages.device_logout, name="gate-scan-logout"),
+    path("scan/check", pages.PageScanView.as_view(), name="gate-scan-check"),
 ]
 
 register_operations({

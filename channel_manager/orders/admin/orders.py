@@ -178,15 +178,20 @@ def order_sections(order: Order, *, shown: Disclosure) -> dict[str, Any]:
             line_pk=F("order_link__line_id"),
         )
         .order_by("destroyed", "line_pk", "position", "id")
-        .prefetch_related(Prefetch("assets", queryset=Asset.objects.order_by("position", "id")))
+        # With the device that redeemed each asset at the gate: a join, not a query per asset.
+        .prefetch_related(Prefetch("assets", queryset=Asset.objects.select_related("redeemed_by")
+                                   .order_by("position", "id")))
     )
+    redeemed = 0
     for wallet in wallets:
         wallet.line_number = line_numbers.get(wallet.line_pk)
+        redeemed += sum(1 for asset in wallet.assets.all() if asset.redeemed_at is not None)
         live = wallet.destroyed_at is None and wallet.manifest_token
         wallet.manifest = manifest_url(wallet.manifest_token) if live and shown.manifest_urls else None
     return {
         "cm_lines": lines,
         "cm_wallets": wallets,
+        "cm_redeemed": redeemed,
         "cm_history": list(order.status_changes.order_by("at", "id")),
         "cm_events": order_events(order),
         "cm_event_admin": _event_admin_available(),
