@@ -436,7 +436,9 @@ def test_the_qr_code_decodes_back_to_the_jws(client, anon_client, catalog):
         png = io.BytesIO()
         views.make_qr(asset["barcode"]["payload"]).save(png, kind="png", scale=4, border=4)
         png.seek(0)
-        decoded = [result.text for result in zxingcpp.read_barcodes(Image.open(png))]
+        # QR codes only: a 1D reader may see a phantom barcode in a QR code's modules.
+        found = zxingcpp.read_barcodes(Image.open(png), formats=zxingcpp.BarcodeFormat.QRCode)
+        decoded = [result.text for result in found]
         assert decoded == [asset["barcode"]["payload"]]
 
 
