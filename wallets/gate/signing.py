@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from joserfc import jws
 from joserfc.errors import InvalidKeyTypeError, JoseError
@@ -123,10 +123,17 @@ def clear_key_cache(**kwargs: object) -> None:
         _ring = None
 
 
+def _key_changed(**kwargs: object) -> None:
+    # Now (this transaction reads its own change) and at commit (another thread may have
+    # reloaded the old keys in between).
+    clear_key_cache()
+    transaction.on_commit(clear_key_cache)
+
+
 # Keys saved or deleted in this process (rotate_gate_keys, tests) show at once; other processes
 # see them within cache_seconds(), or at once for an unknown kid (verify).
-post_save.connect(clear_key_cache, sender=GateSigningKey, dispatch_uid="wallets.gate.signing.key_saved")
-post_delete.connect(clear_key_cache, sender=GateSigningKey, dispatch_uid="wallets.gate.signing.key_deleted")
+post_save.connect(_key_changed, sender=GateSigningKey, dispatch_uid="wallets.gate.signing.key_saved")
+post_delete.connect(_key_changed, sender=GateSigningKey, dispatch_uid="wallets.gate.signing.key_deleted")
 
 
 def _setting_changed(*, setting: str, **kwargs: object) -> None:
