@@ -164,6 +164,12 @@ MAX_WALLETS_PER_PAGE = env_int("MAX_WALLETS_PER_PAGE", 1000)
 # Visit dates (and componentSchedule dates) more than this many days after the venue's today are
 # refused at submission (400 validation_error on the field).
 MAX_VISIT_HORIZON_DAYS = env_int("MAX_VISIT_HORIZON_DAYS", 730)
+# QR payloads are signed with the venue's Ed25519 key (wallets.gate.keystore): kept in the database
+# sealed under SECRET_KEY, or read from this PEM file when set. Processes reload keys this often.
+GATE_SIGNING_KEY_FILE = os.environ.get("GATE_SIGNING_KEY_FILE", "")
+GATE_KEY_CACHE_SECONDS = env_int("GATE_KEY_CACHE_SECONDS", 60)
+# A retired key stays listed in /gate/keys at least this many days (and while its codes can be used).
+GATE_KEY_RETIRED_MIN_DAYS = env_int("GATE_KEY_RETIRED_MIN_DAYS", 7)
 # The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
 PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/", "/gate/")
 # Pages under those prefixes (the gate's scanner page): sessions, CSRF and forms, like the admin.

@@ -72,3 +72,13 @@ def receiver():
     r = Receiver()
     yield r
     r.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gate_keys():
+    """Gate signing keys are cached per process too; a rolled-back test's keys must not outlive it."""
+    from wallets.gate.signing import clear_key_cache
+
+    clear_key_cache()
+    yield
+    clear_key_cache()

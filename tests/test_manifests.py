@@ -34,6 +34,7 @@ from tests.factories import ItemFactory, PackageComponentFactory, PackageCouponF
 from tests.payloads import line, order_body, visit_date
 from tests.test_api_auth import assert_problem
 from wallets import passkit
+from wallets.gate import signing
 from wallets.models import Asset
 
 pytestmark = pytest.mark.django_db
@@ -104,6 +105,11 @@ def asset_numbers(wallet: dict) -> list[str]:
     return [asset["assetNumber"] for asset in wallet["assets"]]
 
 
+def signed(asset_number: str) -> str:
+    """The asset's QR payload: its JWS (Ed25519 signatures are deterministic)."""
+    return signing.signed_payload(Asset.objects.get(asset_number=asset_number))
+
+
 # ---- JSON: every kind of asset ----------------------------------------------------------------
 
 
@@ -131,7 +137,7 @@ def test_ticket_wallet_json_has_references_holder_venue_visit_and_a_qr_per_asset
         "assetType": "ticket", "assetNumber": number, "itemId": "DAY-ADULT", "name": "Day ticket, adult",
         "visitDate": body["visitDate"], "visitTime": None, "admits": 1,
         "validity": {"status": "valid", "validFrom": body["visitDate"], "validUntil": body["visitDate"]},
-        "barcode": {"format": "QR", "payload": number},
+        "barcode": {"format": "QR", "payload": signed(number)},
     }
 
 
@@ -147,7 +153,7 @@ def test_group_ticket_admits_the_group(client, anon_client, catalog):
     [asset] = manifest(anon_client, wallet)["assets"]
     assert asset["assetType"] == "ticket" and asset["itemId"] == "FAMILY-GROUP"
     assert asset["admits"] == 4
-    assert asset["barcode"] == {"format": "QR", "payload": wallet["assets"][0]["assetNumber"]}
+    assert asset["barcode"] == {"format": "QR", "payload": signed(wallet["assets"][0]["assetNumber"])}
 
 
 def test_package_lists_a_ticket_per_component_and_its_coupon(client, anon_client, catalog):
@@ -166,7 +172,7 @@ def test_package_lists_a_ticket_per_component_and_its_coupon(client, anon_client
     assert coupon["validity"] == {"status": "valid", "validFrom": day, "validUntil": day}
     # The visit is the first ticket's: the park day, no time (the show keeps its own 19:30).
     assert (body["visitDate"], body["visitTime"]) == (day, None)
-    assert [a["barcode"]["payload"] for a in body["assets"]] == asset_numbers(wallet)
+    assert [signing.verify(a["barcode"]["payload"])["a"] for a in body["assets"]] == asset_numbers(wallet)
     assert len(set(asset_numbers(wallet))) == 3
 
 
@@ -206,7 +212,7 @@ def test_confirming_a_draft_makes_the_same_url_valid_with_barcodes(client, anon_
     assert confirmed.status_code == 200
     body = manifest(anon_client, wallet)
     assert body["validity"] == "valid"
-    assert [a["barcode"]["payload"] for a in body["assets"]] == asset_numbers(wallet)
+    assert [signing.verify(a["barcode"]["payload"])["a"] for a in body["assets"]] == asset_numbers(wallet)
 
 
 # ---- destroyed and unknown wallets ------------------------------------------------------------
@@ -495,7 +501,8 @@ def test_pkpass_is_a_signed_pass_of_the_first_ticket(client, anon_client, catalo
     assert pass_data["passTypeIdentifier"] == "pass.example.test" and pass_data["teamIdentifier"] == "TEAM123456"
     assert pass_data["barcodes"] == [pass_data["barcode"]]
     assert pass_data["barcode"]["format"] == "PKBarcodeFormatQR"
-    assert pass_data["barcode"]["message"] == numbers[0]
+    assert pass_data["barcode"]["message"] == signed(numbers[0])
+    assert pass_data["barcode"]["altText"] == numbers[0]  # printed beneath, for keying in
     assert pass_data["organizationName"] == "Harbour Park"
     assert pass_data["eventTicket"]["primaryFields"][0]["value"] == "Day ticket, adult"
     back = json.dumps(pass_data["eventTicket"]["backFields"])

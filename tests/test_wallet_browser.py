@@ -1,14 +1,17 @@
 """The wallet page in a real browser: Debian's Chromium, driven by Playwright, on a phone screen.
 
-Every QR code on the page is photographed and decoded (zxing-cpp) back to its asset number, as a
-gate scanner would. The full page is saved to tests/artifacts/wallet.png for people to look at.
+Every QR code on the page is photographed and decoded (zxing-cpp) back to its signed payload,
+which names its asset number, as a gate scanner would. The full page is saved to
+tests/artifacts/wallet.png for people to look at.
 Chromium must be installed (`apt-get install -y chromium`): without it this test fails, it
 does not skip. Playwright never downloads a browser here; it drives /usr/bin/chromium.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -104,8 +107,10 @@ def check_issued_page(phone, url: str, numbers: list[str]) -> None:
         box = qr.bounding_box()
         assert box["width"] >= 200, "a QR code should fill most of a phone's width"
         texts = decode_qr(qr.screenshot())
-        assert texts == [card.locator(".number").inner_text()], f"card {index}: decoded {texts}"
-        decoded.extend(texts)
+        assert len(texts) == 1, f"card {index}: decoded {texts}"
+        claims = json.loads(base64.urlsafe_b64decode(texts[0].split(".")[1] + "=="))
+        assert claims["a"] == card.locator(".number").inner_text(), f"card {index}: decoded {texts}"
+        decoded.append(claims["a"])
     assert decoded == numbers
 
     assert phone.locator("li.card.coupon").count() == 1

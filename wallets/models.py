@@ -176,3 +176,38 @@ class GateScan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code[:24]} {self.result}"
+
+
+class GateSigningKey(models.Model):
+    """An Ed25519 key the venue signs QR payloads with (wallets.gate.keystore).
+
+    Exactly one key signs (`active`); a retired key stays in the public JWKS until `listed_until`
+    (the venue's date), so codes it signed keep verifying. The private key is sealed with
+    AES-GCM under a key derived from SECRET_KEY; the public key is stored as JWK `x`.
+    """
+
+    kid = models.CharField(max_length=16, unique=True, editable=False)
+    public_x = models.CharField("x", max_length=64, editable=False, help_text="The public key, base64url (JWK x).")
+    # nonce || AES-256-GCM ciphertext of the 32-byte raw private key, bound to kid as associated data.
+    sealed_private_key = models.BinaryField(editable=False)
+    # True for the one signing key, NULL once retired: a unique column with NULLs allowed keeps a
+    # single active key on PostgreSQL and SQLite alike, so two processes never make two.
+    active = models.BooleanField(null=True, default=True, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    listed_until = models.DateField(
+        null=True, blank=True, help_text="A retired key is listed in /gate/keys until this day (venue date)."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "gate signing key"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(active=True, retired_at__isnull=True) | Q(active__isnull=True, retired_at__isnull=False),
+                name="gate_key_active_unless_retired",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kid}{' (retired)' if self.retired_at else ''}"

@@ -3,8 +3,9 @@
 A pass package is a zip of:
 
 - `pass.json`: an event ticket whose barcode (`barcodes`, and the legacy `barcode` for iOS 8
-  and earlier) is the QR code of the wallet's first ticket; the other tickets and the coupons
-  are listed on the back, with a link to the wallet's page that shows every code;
+  and earlier) is the QR code of the wallet's first ticket (its signed payload, with the asset
+  number as altText); the other tickets and the coupons are listed on the back, with a link to
+  the wallet's page that shows every code;
 - `icon.png`, `icon@2x.png`, `icon@3x.png`: required by Wallet; drawn here, no image library;
 - `manifest.json`: the SHA-1 hex digest of every other file;
 - `signature`: a detached PKCS#7 signature (DER) of `manifest.json` made with the Pass Type ID
@@ -181,11 +182,12 @@ def serial_number(manifest: Manifest) -> str:
 
 
 def _barcode(asset: ManifestAsset) -> dict[str, str]:
+    """The QR code encodes the signed payload; the asset number shows beneath it, for keying in."""
     return {
         "format": "PKBarcodeFormatQR",
         "message": asset.barcode_payload or "",
         "messageEncoding": "iso-8859-1",
-        "altText": asset.barcode_payload or "",
+        "altText": asset.asset_number or "",
     }
 
 

@@ -1,9 +1,9 @@
 """Reads of wallets: the capability URL and the manifest a wallet's holder sees.
 
 A manifest is read with a fixed number of queries whatever the number of assets: one for the
-wallet with its partner, one for its assets (the venue comes from its cache, or one more query
-when the cache is cold). It reads only wallets and the catalog: the wallet carries its own
-validity and a snapshot of the booking it belongs to.
+wallet with its partner, one for its assets (the venue and the signing keys come from their
+per-process caches, or a few more queries when a cache is cold). It reads only wallets and the
+catalog: the wallet carries its own validity and a snapshot of the booking it belongs to.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from catalog.selectors import get_venue
 from channel_manager.kernel.formats import hhmm
+from wallets.gate import signing
 from wallets.models import AssetType, Wallet, WalletValidity
 
 
@@ -79,8 +80,9 @@ def wallet_is_gone(wallet: Wallet) -> bool:
 
 @dataclass(frozen=True)
 class ManifestAsset:
-    """One ticket or coupon as its holder sees it. `asset_number` is None when the wallet is not
-    valid: the number is what the QR code encodes and what a gate agent may key in by hand."""
+    """One ticket or coupon as its holder sees it. `asset_number` and `signed_payload` are None
+    when the wallet is not valid: the QR code encodes the signed payload, and the number is
+    printed beneath it for a gate agent to key in by hand."""
 
     asset_type: str
     asset_number: str | None
@@ -91,6 +93,8 @@ class ManifestAsset:
     admits: int | None
     description: str
     valid_until: dt.date
+    # The QR payload: the asset's JWS (wallets.gate.signing), None when the wallet is not valid.
+    signed_payload: str | None = None
 
     @property
     def is_coupon(self) -> bool:
@@ -106,7 +110,8 @@ class ManifestAsset:
 
     @property
     def barcode_payload(self) -> str | None:
-        return self.asset_number
+        """What the QR code encodes: the signed payload, which names the asset number."""
+        return self.signed_payload
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,7 @@ def build_manifest(wallet: Wallet) -> Manifest:
             valid_until=(asset.valid_until or asset.visit_date)
             if asset.asset_type == AssetType.COUPON
             else asset.visit_date,
+            signed_payload=signing.signed_payload(asset) if show_numbers else None,
         )
         for asset in wallet.assets.all()
     )

@@ -126,9 +126,19 @@ def _customer_language(wallet) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+# A signed payload is about 230 characters: at level L that is a version 10 QR code (57 modules),
+# which a phone camera reads off another phone's screen; segno raises the level when the version
+# has room. A screen is clean and flat: the size of the modules matters more than the level.
+QR_ERROR_LEVEL = "l"
+
+
+def make_qr(payload: str) -> segno.QRCode:
+    return segno.make_qr(payload, error=QR_ERROR_LEVEL, boost_error=True)
+
+
 def qr_svg(payload: str, *, label: str) -> SafeString:
     """An inline, scalable SVG QR code with a quiet zone, announced to screen readers as `label`."""
-    svg = segno.make_qr(payload, error="m").svg_inline(
+    svg = make_qr(payload).svg_inline(
         scale=1, border=4, dark="#000", light="#fff", omitsize=True, svgclass="qr-code", lineclass=None
     )
     attributes = f'role="img" aria-label="{escape(label)}" focusable="false" shape-rendering="crispEdges" '

@@ -1,10 +1,11 @@
 from django.urls import path
 
 from channel_manager.kernel.logs import register_operations
-from wallets.gate import api, pages
+from wallets.gate import api, keys, pages
 
 urlpatterns = [
     path("scans", api.ScanView.as_view(), name="gate-scans"),
+    path("keys", keys.GateKeysView.as_view(), name="gate-keys"),
     # The scanner page (settings.API_PAGE_PREFIXES: sessions and CSRF, not the partner API's guards).
     path("scan/", pages.scanner_page, name="gate-scan-page"),
     path("scan/login", pages.device_login, name="gate-scan-login"),
@@ -14,4 +15,5 @@ urlpatterns = [
 
 register_operations({
     ("gate-scans", "POST"): "gateScan",
+    ("gate-keys", "GET"): "getGateKeys",
 })
