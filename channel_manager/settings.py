@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "channel_manager.kernel.middleware.AuthenticationMiddleware",
     "channel_manager.kernel.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # OCTO's error shape for whatever the guards below answer on /octo/ (channel_manager.octo).
+    "channel_manager.octo.errors.OctoErrorsMiddleware",
     "channel_manager.kernel.middleware.ApiGuardMiddleware",
     "channel_manager.kernel.idempotency.IdempotencyMiddleware",
 ]
@@ -165,7 +167,7 @@ MAX_WALLETS_PER_PAGE = env_int("MAX_WALLETS_PER_PAGE", 1000)
 # refused at submission (400 validation_error on the field).
 MAX_VISIT_HORIZON_DAYS = env_int("MAX_VISIT_HORIZON_DAYS", 730)
 # The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
-PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/", "/gate/")
+PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/", "/gate/", "/octo/")
 # Paths of the API whose callers are not partners (gate devices): no Idempotency-Key records,
 # which are kept per partner.
 IDEMPOTENCY_EXEMPT_PREFIXES = ("/gate/",)
@@ -180,6 +182,8 @@ ISSUANCE_MAX_ATTEMPTS = env_int("ISSUANCE_MAX_ATTEMPTS", 5)
 # (well inside the task timeout) and queues its successor.
 ISSUANCE_BATCH_SIZE = env_int("ISSUANCE_BATCH_SIZE", 50)
 ISSUANCE_RUN_SECONDS = env_int("ISSUANCE_RUN_SECONDS", 20)
+# OCTO answers with the booking: how long a request issues its order inline before it gives up.
+OCTO_INLINE_ISSUANCE_SECONDS = env_int("OCTO_INLINE_ISSUANCE_SECONDS", 10)
 # A run asked for this long ago and not started is taken as lost, and asked for again.
 ISSUANCE_SIGNAL_STALE_SECONDS = env_int("ISSUANCE_SIGNAL_STALE_SECONDS", 5)
 
