@@ -212,7 +212,7 @@ def booking_dict(record: BookingRecord, *, test_mode: bool, qr_payload: Callable
             "resellerReference": unit_item.get("resellerReference"),
             "supplierReference": wallet.wallet_reference_number if wallet is not None else None,
             "unitId": unit_item["unitId"],
-            "status": REDEEMED if redeemed and with_tickets else status,
+            "status": REDEEMED if redeemed and with_tickets else (CONFIRMED if status == REDEEMED else status),
             "utcRedeemedAt": redeemed,
             "contact": contact_dict(None),
             "ticket": _ticket(assets, wallet, qr_payload) if with_tickets and wallet is not None else None,
