@@ -4,13 +4,16 @@ openapi.yaml (tests/octo_schema.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.models import Capacity, TimeSlot
 from channel_manager.octo.models import OctoBooking
+from channel_manager.orders import services as order_services
 from channel_manager.orders.models import DeletedOrder, Order, OrderStatus
 from channel_manager.orders.services import expire_draft_holds
 from notifications.models import Event
@@ -252,3 +255,54 @@ def test_hostile_reservations_are_refused_in_octos_words(octo, body):
 def test_malformed_json_is_bad_request(octo):
     response = octo.client.post("/octo/bookings", data="{", content_type="application/json")
     assert response.status_code == 400 and response.json()["error"] == "BAD_REQUEST"
+
+
+def test_past_the_inline_bound_octo_answers_an_error_not_a_ticket(transactional_db, octo, catalog, monkeypatch,
+                                                                  settings):
+    """A worker holding the order longer than OCTO_INLINE_ISSUANCE_SECONDS: the reservation is
+    answered with OCTO's error, and the booking reads PENDING (no ticket) until it settles."""
+    if connection.vendor != "postgresql":
+        pytest.fail("the inline bound is PostgreSQL's lock_timeout")
+    settings.OCTO_INLINE_ISSUANCE_SECONDS = 1
+    real = order_services.issue_order
+
+    def issued_while_a_worker_holds_it(*, order_pk):
+        ready, release = threading.Event(), threading.Event()
+
+        def worker():
+            try:
+                with transaction.atomic():
+                    Order.objects.select_for_update().get(pk=order_pk)
+                    ready.set()
+                    release.wait(10)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        ready.wait(10)
+        try:
+            return real(order_pk=order_pk)
+        finally:
+            release.set()
+            thread.join()
+
+    monkeypatch.setattr(order_services, "issue_order", issued_while_a_worker_holds_it)
+    booking_uuid = str(uuid.uuid4())
+    status, body = octo.post("/octo/bookings", reserve_body(uuid=booking_uuid))
+    assert status == 400
+    assert body["error"] == "UNPROCESSABLE_ENTITY" and body["uuid"] == booking_uuid
+    _, read = octo.get(f"/octo/bookings/{booking_uuid}")
+    assert read["status"] == "PENDING" and all(u["ticket"] is None for u in read["unitItems"])
+    assert Order.objects.get().status in (OrderStatus.SUBMITTED, OrderStatus.SCHEDULED, OrderStatus.PROCESSING)
+
+
+def test_reading_bookings_takes_a_fixed_number_of_queries(octo, catalog, django_assert_max_num_queries):
+    for n in range(3):
+        booking = reserve(octo, resellerReference="SAME", units=n + 1)
+        octo.post(f"/octo/bookings/{booking['uuid']}/confirm", {"contact": {}})
+    with django_assert_max_num_queries(14):
+        status, listed = octo.get("/octo/bookings?resellerReference=SAME")
+    assert status == 200 and len(listed) == 3
+    with django_assert_max_num_queries(14):
+        octo.get(f"/octo/bookings/{booking['uuid']}")

@@ -50,6 +50,9 @@ def capabilities(request: Request) -> list[str]:
 
 
 class OctoView(APIView):
+    # Not in /api/schema/: OCTO's contract is octo-types' openapi.yaml, not ours.
+    schema = None
+
     def get_exception_handler(self):
         return octo_exception_handler
 
