@@ -306,3 +306,17 @@ def test_reading_bookings_takes_a_fixed_number_of_queries(octo, catalog, django_
     assert status == 200 and len(listed) == 3
     with django_assert_max_num_queries(14):
         octo.get(f"/octo/bookings/{booking['uuid']}")
+
+
+def test_with_octo_pricing_a_booking_carries_its_issued_prices(octo, catalog):
+    status, booking = octo.post("/octo/bookings", reserve_body(units=3), HTTP_OCTO_CAPABILITIES="octo/pricing")
+    assert status == 200
+    assert booking["pricing"]["retail"] == 6000
+    assert [u["pricing"]["retail"] for u in booking["unitItems"]] == [2000, 2000, 2000]
+
+
+@pytest.mark.parametrize("query", ["supplierReference=CM-99999999999999999999999", "resellerReference=a%00b",
+                                   "supplierReference=nonsense", ""])
+def test_odd_booking_filters_answer_an_empty_list_or_bad_request(octo, query):
+    status, body = octo.get(f"/octo/bookings?{query}")
+    assert (status, body) == (200, []) or (status == 400 and body["error"] == "BAD_REQUEST")

@@ -163,3 +163,36 @@ def test_the_demo_catalog_offers_start_time_and_opening_hours_slots_in_the_next_
                 "localDateEnd": (start + dt.timedelta(days=29)).isoformat()})
             open_days += sum(1 for d in days if d["available"])
         assert open_days >= 30, kind
+
+
+PRICING = {"HTTP_OCTO_CAPABILITIES": "octo/pricing"}
+
+
+def test_with_octo_pricing_products_carry_unit_prices_in_minor_units(octo):
+    status, product = octo.get("/octo/products/SHOW-EVENING", **PRICING)
+    assert status == 200
+    assert octo.last["Octo-Capabilities"] == "octo/pricing"
+    assert product["pricingPer"] == "UNIT" and product["defaultCurrency"] == "EUR"
+    assert product["options"][0]["units"][0]["pricingFrom"][0]["retail"] == 2000
+
+
+def test_without_octo_pricing_nothing_is_priced(octo):
+    _, product = octo.get("/octo/products/SHOW-EVENING")
+    assert octo.last["Octo-Capabilities"] == ""
+    assert "pricingPer" not in product and "pricingFrom" not in product["options"][0]["units"][0]
+
+
+def test_with_octo_pricing_availability_carries_unit_pricing(octo):
+    day = visit_day()
+    _, slots = octo.post("/octo/availability", {
+        "productId": "FAMILY-GROUP", "optionId": "DEFAULT", "localDate": day.isoformat()}, **PRICING)
+    assert slots[0]["unitPricing"] == [{"unitId": "GROUP", "original": 15000, "retail": 15000, "net": None,
+                                        "currency": "EUR", "currencyPrecision": 2, "includedTaxes": []}]
+    _, days = octo.post("/octo/availability/calendar", {
+        "productId": "FAMILY-GROUP", "optionId": "DEFAULT", "localDate": day.isoformat()}, **PRICING)
+    assert days[0]["unitPricingFrom"][0]["retail"] == 15000
+
+
+def test_the_capabilities_list_names_pricing(octo):
+    status, capabilities = octo.get("/octo/capabilities")
+    assert status == 200 and [c["id"] for c in capabilities] == ["octo/pricing"]

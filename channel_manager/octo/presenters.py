@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from catalog.models import Item
+from catalog.models import Item, ItemType
 from catalog.selectors import get_venue
 from channel_manager.kernel.formats import rfc3339
 from channel_manager.octo import mapping
@@ -34,6 +35,29 @@ QRCODE = "QRCODE"
 PKPASS_URL = "PKPASS_URL"
 
 
+PRICING = "octo/pricing"
+# ISO 4217 currencies without minor units; every other one is written in hundredths.
+ZERO_DECIMAL_CURRENCIES = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
+                                     "VND", "VUV", "XAF", "XOF", "XPF"})
+
+
+def precision(currency: str) -> int:
+    return 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
+
+
+def pricing_dict(amount: Decimal, currency: str) -> dict[str, Any]:
+    """OCTO's Pricing: integers in the currency's minor unit. `net` (what the reseller pays)
+    is not a figure the catalog keeps: null. Taxes are included in the price and not itemised."""
+    minor = int((amount * (10 ** precision(currency))).to_integral_value(ROUND_HALF_UP))
+    return {"original": minor, "retail": minor, "net": None, "currency": currency,
+            "currencyPrecision": precision(currency), "includedTaxes": []}
+
+
+def unit_price(item: Item) -> Decimal:
+    """The price of one unit: a wallet's (ticket, package) or a group's (group ticket)."""
+    return item.price
+
+
 def supplier_dict() -> dict[str, Any]:
     venue = get_venue()
     base = settings.PUBLIC_BASE_URL
@@ -49,10 +73,10 @@ def delivery_formats() -> list[str]:
     return [QRCODE, PKPASS_URL] if passkit_enabled() else [QRCODE]
 
 
-def unit_dict(item: Item) -> dict[str, Any]:
+def unit_dict(item: Item, *, pricing: bool = False) -> dict[str, Any]:
     unit = mapping.unit_of(item)
     group = unit.id == mapping.GROUP_UNIT_ID
-    return {
+    out = {
         "id": unit.id,
         "internalName": f"Group of up to {unit.pax}" if group else item.name,
         "reference": None,
@@ -63,9 +87,12 @@ def unit_dict(item: Item) -> dict[str, Any]:
         },
         "requiredContactFields": [],
     }
+    if pricing:
+        out["pricingFrom"] = [pricing_dict(unit_price(item), get_venue().currency)]
+    return out
 
 
-def option_dict(item: Item) -> dict[str, Any]:
+def option_dict(item: Item, *, pricing: bool = False) -> dict[str, Any]:
     return {
         "id": mapping.OPTION_ID,
         "default": True,
@@ -78,13 +105,13 @@ def option_dict(item: Item) -> dict[str, Any]:
         "cancellationCutoffUnit": "hour",
         "requiredContactFields": [],
         "restrictions": {"minUnits": 1, "maxUnits": settings.MAX_WALLETS_PER_ORDER},
-        "units": [unit_dict(item)],
+        "units": [unit_dict(item, pricing=pricing)],
     }
 
 
-def product_dict(item: Item) -> dict[str, Any]:
+def product_dict(item: Item, *, pricing: bool = False) -> dict[str, Any]:
     venue = get_venue()
-    return {
+    out = {
         "id": item.item_id,
         "internalName": item.name,
         "reference": None,
@@ -98,8 +125,11 @@ def product_dict(item: Item) -> dict[str, Any]:
         "deliveryFormats": delivery_formats(),
         "deliveryMethods": ["VOUCHER", "TICKET"],
         "redemptionMethod": DIGITAL,
-        "options": [option_dict(item)],
+        "options": [option_dict(item, pricing=pricing)],
     }
+    if pricing:
+        out.update(defaultCurrency=venue.currency, availableCurrencies=[venue.currency], pricingPer="UNIT")
+    return out
 
 
 def _max_units(item: Item, slot: Slot) -> int | None:
@@ -108,7 +138,8 @@ def _max_units(item: Item, slot: Slot) -> int | None:
     return slot.remaining // mapping.unit_of(item).pax
 
 
-def availability_dict(item: Item, slot: Slot, *, available: bool | None = None) -> dict[str, Any]:
+def availability_dict(item: Item, slot: Slot, *, available: bool | None = None,
+                      pricing: bool = False) -> dict[str, Any]:
     start = mapping.local_start(slot.visit_date, slot.visit_time)
     all_day = slot.visit_time is None
     # The catalog knows when a slot starts, not how long it lasts: a timed slot ends as it starts.
@@ -125,10 +156,15 @@ def availability_dict(item: Item, slot: Slot, *, available: bool | None = None) 
         "capacity": slot.capacity,
         "maxUnits": _max_units(item, slot),
         "openingHours": [],
+        **(_unit_pricing(item, "unitPricing") if pricing else {}),
     }
 
 
-def calendar_dict(day: Slot, *, available: bool | None = None) -> dict[str, Any]:
+def _unit_pricing(item: Item, field: str) -> dict[str, Any]:
+    return {field: [{"unitId": mapping.unit_of(item).id, **pricing_dict(unit_price(item), get_venue().currency)}]}
+
+
+def calendar_dict(item: Item, day: Slot, *, available: bool | None = None, pricing: bool = False) -> dict[str, Any]:
     return {
         "localDate": day.visit_date.isoformat(),
         "available": day.status in OPEN_STATUSES if available is None else available,
@@ -136,6 +172,7 @@ def calendar_dict(day: Slot, *, available: bool | None = None) -> dict[str, Any]
         "vacancies": day.remaining,
         "capacity": day.capacity,
         "openingHours": [],
+        **(_unit_pricing(item, "unitPricingFrom") if pricing else {}),
     }
 
 
@@ -194,8 +231,11 @@ def _ticket(assets, wallet, qr_payload: Callable[[Any], str]) -> dict[str, Any]:
     return {"redemptionMethod": DIGITAL, "utcRedeemedAt": _redeemed_at(assets), "deliveryOptions": options}
 
 
-def booking_dict(record: BookingRecord, *, test_mode: bool, qr_payload: Callable[[Any], str]) -> dict[str, Any]:
-    """The booking as OCTO shows it. `qr_payload(asset)` is what a ticket's QRCODE carries."""
+def booking_dict(
+    record: BookingRecord, *, test_mode: bool, qr_payload: Callable[[Any], str], pricing: bool = False
+) -> dict[str, Any]:
+    """The booking as OCTO shows it. `qr_payload(asset)` is what a ticket's QRCODE carries;
+    with `pricing` (octo/pricing), each unit item's price and the booking's total."""
     booking, order, tombstone = record.booking, record.order, record.tombstone
     status = booking_status(record)
     with_tickets = status in (CONFIRMED, REDEEMED)
@@ -239,7 +279,7 @@ def booking_dict(record: BookingRecord, *, test_mode: bool, qr_payload: Callable
             ],
         }
     item = record.item
-    return {
+    out = {
         "id": str(booking.uuid),
         "uuid": str(booking.uuid),
         "testMode": test_mode,
@@ -268,4 +308,25 @@ def booking_dict(record: BookingRecord, *, test_mode: bool, qr_payload: Callable
         "voucher": voucher,
         "unitItems": unit_items,
     }
+    if pricing:
+        _add_booking_pricing(out, record)
+    return out
+
+
+def _add_booking_pricing(out: dict[str, Any], record: BookingRecord) -> None:
+    """The prices the order was issued at (a line's unitPrice per unit item, the order's total);
+    the catalog's price until the order is priced (in flight, cancelled)."""
+    order, item = record.order, record.item
+    currency = order.currency if order is not None else record.tombstone.currency
+    unit = item.price if item is not None else Decimal("0")
+    prices: list[Decimal] = []
+    if order is not None:
+        for line in order.live_lines:
+            count = 1 if line.item_type == ItemType.GROUP_TICKET else line.quantity
+            prices.extend([line.unit_price if line.unit_price is not None else unit] * count)
+    prices = (prices + [unit] * len(out["unitItems"]))[: len(out["unitItems"])]
+    for unit_item, price in zip(out["unitItems"], prices, strict=True):
+        unit_item["pricing"] = pricing_dict(price, currency)
+    total = order.total_amount if order is not None else record.tombstone.total_amount
+    out["pricing"] = pricing_dict(total if total is not None else sum(prices, Decimal("0")), currency)
 

@@ -69,7 +69,7 @@ def find_bookings(
         queryset = queryset.filter(reseller_reference=reseller_reference)
     if supplier_reference is not None:
         pk = parse_buy_from_reference(supplier_reference)
-        if pk is None:
+        if pk is None or pk >= 2**63:  # no such order number (and none a bigint column could hold)
             return []
         live = Order.objects.filter(pk=pk, partner=partner).values_list("order_id", flat=True)
         gone = DeletedOrder.objects.filter(order_pk=pk, partner=partner).values_list("order_id", flat=True)

@@ -30,8 +30,8 @@ from channel_manager.octo.selectors import BookingRecord
 from wallets.models import Asset
 
 CAPABILITIES_HEADER = "Octo-Capabilities"
-# The OCTO capabilities this API implements (none of the optional ones yet: see the README).
-SUPPORTED_CAPABILITIES: tuple[str, ...] = ()
+# The optional OCTO capabilities this API implements (README, "OCTO").
+SUPPORTED_CAPABILITIES: tuple[str, ...] = (presenters.PRICING,)
 
 
 def _test_mode(request: Request) -> bool:
@@ -74,8 +74,19 @@ class OctoView(APIView):
             raise OctoError(INVALID_BOOKING_UUID, f"No booking {booking_uuid:.64}.", uuid=booking_uuid[:64])
         return record
 
+    @property
+    def pricing(self) -> bool:
+        return presenters.PRICING in capabilities(self.request)
+
     def render_booking(self, record: BookingRecord) -> Response:
-        return Response(presenters.booking_dict(record, test_mode=_test_mode(self.request), qr_payload=_qr_payload))
+        return Response(booking_answer(self.request, record))
+
+
+def booking_answer(request: Request, record: BookingRecord) -> dict[str, Any]:
+    return presenters.booking_dict(
+        record, test_mode=_test_mode(request), qr_payload=_qr_payload,
+        pricing=presenters.PRICING in capabilities(request),
+    )
 
 
 def octo_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -103,7 +114,10 @@ class SupplierView(OctoView):
 
 class CapabilitiesView(OctoView):
     def get(self, request: Request) -> Response:
-        return Response([])
+        return Response([
+            {"id": capability, "revision": 1, "required": False, "dependencies": [], "docs": None}
+            for capability in SUPPORTED_CAPABILITIES
+        ])
 
 
 def offered_items() -> list[Item]:
@@ -114,12 +128,12 @@ def offered_items() -> list[Item]:
 
 class ProductsView(OctoView):
     def get(self, request: Request) -> Response:
-        return Response([presenters.product_dict(item) for item in offered_items()])
+        return Response([presenters.product_dict(item, pricing=self.pricing) for item in offered_items()])
 
 
 class ProductView(OctoView):
     def get(self, request: Request, product_id: str) -> Response:
-        return Response(presenters.product_dict(services.product(product_id)))
+        return Response(presenters.product_dict(services.product(product_id), pricing=self.pricing))
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +222,7 @@ class AvailabilityView(OctoView):
         slots = mapping.product_slots(item, date_from=start, date_to=end)
         out = []
         for slot in slots:
-            entry = presenters.availability_dict(item, slot, available=_open_for(slot, pax))
+            entry = presenters.availability_dict(item, slot, available=_open_for(slot, pax), pricing=self.pricing)
             if wanted is None or entry["id"] in wanted:
                 out.append(entry)
         return Response(out)
@@ -230,7 +244,7 @@ class AvailabilityCalendarView(OctoView):
             available = None
             if pax:
                 available = any(_open_for(slot, pax) for slot in slots)
-            out.append(presenters.calendar_dict(day, available=available))
+            out.append(presenters.calendar_dict(item, day, available=available, pricing=self.pricing))
         return Response(out)
 
 
@@ -265,9 +279,7 @@ class BookingsView(OctoView):
             if value is not None and (len(value) > 128 or parsing.CONTROL_CHARACTERS.search(value)):
                 raise parsing.bad(f"{name} must be at most 128 characters, without control characters.")
         found = selectors.find_bookings(partner=self.partner, reseller_reference=reseller, supplier_reference=supplier)
-        return Response([
-            presenters.booking_dict(record, test_mode=_test_mode(request), qr_payload=_qr_payload) for record in found
-        ])
+        return Response([booking_answer(request, record) for record in found])
 
 
 class BookingView(OctoView):
