@@ -2,6 +2,7 @@
 the orders. Defined in channel_manager.kernel.models and channel_manager.orders.models."""
 
 from channel_manager.kernel.models import ApiKey, IdempotencyRecord, Partner
+from channel_manager.octo.models import OctoBooking
 from channel_manager.orders.models import (
     DeletedOrder,
     IssuanceSignal,
@@ -12,6 +13,6 @@ from channel_manager.orders.models import (
 )
 
 __all__ = [
-    "ApiKey", "DeletedOrder", "IdempotencyRecord", "IssuanceSignal", "Order", "OrderLine", "OrderStatusChange",
-    "OrderWallet", "Partner",
+    "ApiKey", "DeletedOrder", "IdempotencyRecord", "IssuanceSignal", "OctoBooking", "Order", "OrderLine",
+    "OrderStatusChange", "OrderWallet", "Partner",
 ]

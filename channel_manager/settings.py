@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "channel_manager.kernel.middleware.AuthenticationMiddleware",
     "channel_manager.kernel.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # OCTO's error shape for whatever the guards below answer on /octo/ (channel_manager.octo).
+    "channel_manager.octo.errors.OctoErrorsMiddleware",
     "channel_manager.kernel.middleware.ApiGuardMiddleware",
     "channel_manager.kernel.idempotency.IdempotencyMiddleware",
 ]
@@ -171,7 +173,7 @@ GATE_KEY_CACHE_SECONDS = env_int("GATE_KEY_CACHE_SECONDS", 60)
 # A retired key stays listed in /gate/keys at least this many days (and while its codes can be used).
 GATE_KEY_RETIRED_MIN_DAYS = env_int("GATE_KEY_RETIRED_MIN_DAYS", 7)
 # The partner API's paths: JSON bodies, problem+json errors, Idempotency-Key (kernel middleware).
-PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/", "/gate/")
+PARTNER_API_PREFIXES = ("/channelManager", "/notifications/", "/catalog/", "/gate/", "/octo/")
 # Pages under those prefixes (the gate's scanner page): sessions, CSRF and forms, like the admin.
 API_PAGE_PREFIXES = ("/gate/scan/",)
 # Paths of the API whose callers are not partners (gate devices): no Idempotency-Key records,
@@ -188,6 +190,8 @@ ISSUANCE_MAX_ATTEMPTS = env_int("ISSUANCE_MAX_ATTEMPTS", 5)
 # (well inside the task timeout) and queues its successor.
 ISSUANCE_BATCH_SIZE = env_int("ISSUANCE_BATCH_SIZE", 50)
 ISSUANCE_RUN_SECONDS = env_int("ISSUANCE_RUN_SECONDS", 20)
+# OCTO answers with the booking: how long a request issues its order inline before it gives up.
+OCTO_INLINE_ISSUANCE_SECONDS = env_int("OCTO_INLINE_ISSUANCE_SECONDS", 10)
 # A run asked for this long ago and not started is taken as lost, and asked for again.
 ISSUANCE_SIGNAL_STALE_SECONDS = env_int("ISSUANCE_SIGNAL_STALE_SECONDS", 5)
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("catalog/", include("catalog.urls")),
     path("", include("wallets.urls")),
     path("gate/", include("wallets.gate.urls")),
+    path("octo/", include("channel_manager.octo.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [
     "channel_manager", "channel_manager/kernel", "channel_manager/orders", "channel_manager/orders/api",
-    "channel_manager/orders/admin", "channel_manager/ops", "catalog", "wallets", "notifications",
+    "channel_manager/orders/admin", "channel_manager/octo", "channel_manager/ops", "catalog", "wallets",
+    "notifications",
 ]
 
 

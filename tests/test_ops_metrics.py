@@ -68,7 +68,8 @@ def test_every_operation_of_the_contract_is_named_by_its_operation_id():
         url_name = resolve(concrete).url_name
         for method, operation in operations.items():
             named[(url_name, method.upper())] = operation["operationId"]
-    assert named == OPERATIONS
+    # OCTO's operations (/octo/) are named too, but their contract is octo-types', not /api/schema/.
+    assert named == {key: name for key, name in OPERATIONS.items() if not key[0].startswith("octo-")}
 
 
 # ---- access -----------------------------------------------------------------------------------

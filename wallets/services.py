@@ -345,3 +345,13 @@ __all__ = [
     "validate_wallets",
     "wallet_contents",
 ]
+
+
+def update_holder(*, wallet_ids: WalletIds, snapshot: HolderSnapshot) -> int:
+    """Write a new holder snapshot (name, language, country, references) on live wallets: the
+    customer changed on a booking whose wallets stay. One UPDATE; returns how many."""
+    return _wallets(wallet_ids).filter(destroyed_at__isnull=True).update(
+        holder_name=snapshot.holder_name, holder_language=snapshot.holder_language,
+        holder_country=snapshot.holder_country, sell_to_order_reference=snapshot.sell_to_order_reference,
+        buy_from_order_reference=snapshot.buy_from_order_reference,
+    )

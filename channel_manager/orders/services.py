@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from catalog.models import Item, ItemType
@@ -27,8 +27,9 @@ from channel_manager.orders.errors import (
     OrderNotFound,
     ReferenceInUse,
 )
-from channel_manager.orders.issuance import ORDER_PROCESSED
+from channel_manager.orders.issuance import ORDER_PROCESSED, issue_order
 from channel_manager.orders.models import (
+    IN_FLIGHT,
     DeletedOrder,
     Order,
     OrderLine,
@@ -47,6 +48,7 @@ from wallets.services import (
     create_shells,
     delete_wallets,
     destroy_wallets_and_release,
+    update_holder,
     validate_wallets,
 )
 
@@ -539,3 +541,77 @@ def _expire_holds(orders: list[Order], *, now: dt.datetime) -> None:
         ],
     )
     logger.info("expired the holds of %d Draft orders", len(orders), extra={"count": len(orders)})
+
+
+def extend_hold(*, order: Order, minutes: int, actor: str | None = None) -> Order:
+    """Move a Draft's hold to end `minutes` from now (OCTO's extend; 0 means never, as for
+    draftHoldMinutes). Not a status change: the order stays Draft. A Draft whose hold has
+    already passed is expired first (committed, announced) and the extension refused, as
+    confirm_order does: a hold that ended is not brought back."""
+    with transaction.atomic():
+        order = _lock(order)
+        now = timezone.now()
+        expired = hold_has_passed(order, now=now)
+        if expired:
+            _expire_holds([order], now=now)
+        else:
+            if order.status != OrderStatus.DRAFT:
+                raise InvalidState(status=order.status, operation="extend the hold of")
+            order.hold_expires_at = now + dt.timedelta(minutes=minutes) if minutes else None
+            order.updated_at = now
+            Order.objects.filter(pk=order.pk).update(hold_expires_at=order.hold_expires_at, updated_at=now)
+            logger.info(
+                "order %s: hold moved to %s by %s", order.pk, rfc3339(order.hold_expires_at),
+                actor or _partner_actor(order.partner),
+            )
+            return order
+    raise InvalidState(status=order.status, operation="extend the hold of")
+
+
+def update_customer(*, order: Order, customer: dict[str, Any] | None, actor: str | None = None) -> Order:
+    """Change a Draft order's customer without issuing it again (its wallets stay, their holder
+    snapshot follows): what a replace would do to the header alone, minus re-minting. Only in
+    Draft, else 409 invalid_state."""
+    with transaction.atomic():
+        order = _lock(order)
+        if order.status != OrderStatus.DRAFT:
+            raise InvalidState(status=order.status, operation="change the customer of")
+        now = timezone.now()
+        order.customer = customer
+        order.updated_at = now
+        Order.objects.filter(pk=order.pk).update(customer=customer, updated_at=now)
+        update_holder(
+            wallet_ids=order_wallet_ids(order=order),
+            snapshot=HolderSnapshot.of_customer(
+                customer, sell_to_order_reference=order.sell_to_order_reference,
+                buy_from_order_reference=order.buy_from_order_reference,
+            ),
+        )
+        logger.info("order %s: customer changed by %s", order.pk, actor or _partner_actor(order.partner))
+    return order
+
+
+def issue_inline(*, order: Order, timeout_seconds: float) -> str | None:
+    """Issue a just-submitted order in the caller's request instead of waiting for a worker
+    (the OCTO façade answers with the booking). The same issuance a worker runs
+    (issuance.issue_order: it converges when a worker takes the order too). On PostgreSQL the
+    wait for the order's lock (a worker issuing it) is bounded by `timeout_seconds`.
+
+    Returns the status the order settled in (Draft, Issued or Error), or None when it is still
+    in flight after the bound: a worker settles it, as any order."""
+    connection = connections[Order.objects.db]
+    bounded = connection.vendor == "postgresql"
+    try:
+        if bounded:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{int(timeout_seconds * 1000)}ms"])
+        try:
+            issue_order(order_pk=order.pk)
+        except OperationalError as error:  # lock_timeout: a worker holds it longer than the bound
+            logger.warning("order %s: inline issuance gave up waiting: %s", order.pk, error)
+    finally:
+        if bounded and not connection.needs_rollback:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', '0', false)")
+    status = Order.objects.filter(pk=order.pk).values_list("status", flat=True).first()
+    return None if status is None or status in IN_FLIGHT else status
