@@ -117,7 +117,9 @@ def test_subscribing_answers_201_with_the_subscription_and_a_long_random_secret(
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"subscriptionId", "eventType", "url", "secret", "livemode", "active", "disabledReason", "createdAt"}
+    assert set(body) == {
+        "subscriptionId", "eventType", "url", "secret", "livemode", "active", "disabledReason", "createdAt"
+    }
     assert body["eventType"] == ORDER_PROCESSED
     assert body["url"] == "https://hooks.partner.example/cm"
     assert body["active"] is True and body["disabledReason"] is None

@@ -2,11 +2,31 @@
 
 from django.db import migrations, models
 
+# Housekeeping removes test orders older than TEST_DATA_RETENTION_DAYS (every 15 minutes, like the
+# others; created once, left alone if staff edited it).
+SCHEDULE_NAME = "prune-test-data"
+SCHEDULE_FUNC = "channel_manager.ops.housekeeping.prune_test_data"
+
+
+def create_schedule(apps, schema_editor):
+    Schedule = apps.get_model("django_q", "Schedule")
+    db = schema_editor.connection.alias
+    if not Schedule.objects.using(db).filter(name=SCHEDULE_NAME).exists():
+        Schedule.objects.using(db).create(
+            name=SCHEDULE_NAME, func=SCHEDULE_FUNC, schedule_type="I", minutes=15, repeats=-1,
+        )
+
+
+def remove_schedule(apps, schema_editor):
+    Schedule = apps.get_model("django_q", "Schedule")
+    Schedule.objects.using(schema_editor.connection.alias).filter(name=SCHEDULE_NAME, func=SCHEDULE_FUNC).delete()
+
 
 class Migration(migrations.Migration):
 
     dependencies = [
         ('channel_manager', '0012_hold_expiry_schedule'),
+        ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
 
     operations = [
@@ -68,4 +88,5 @@ class Migration(migrations.Migration):
             model_name='order',
             constraint=models.CheckConstraint(condition=models.Q(('livemode', False), ('test_scenario', ''), _connector='OR'), name='order_test_scenario_test_only'),
         ),
+        migrations.RunPython(create_schedule, remove_schedule),
     ]
