@@ -242,3 +242,23 @@ def test_the_demo_prints_a_live_and_a_test_key_and_reuses_them(catalog, tmp_path
     assert test.startswith("cmk_test_") and key_owner(test)[1] is False
     second = run()
     assert live in second and test in second
+
+
+# ---- the Apple Wallet pass ----------------------------------------------------------------
+
+
+def test_a_test_orders_pass_says_test_not_valid_for_entry(catalog, partner):
+    from wallets import passkit
+    from wallets.selectors import build_manifest, wallet_for_token
+
+    passes = {}
+    for livemode in (True, False):
+        order = submit_order(partner, order_body(items=[line("DAY-ADULT", 1)]), livemode=livemode)
+        token = Wallet.objects.get(order_link__order=order).manifest_token
+        manifest = build_manifest(wallet_for_token(token=token))
+        passes[livemode] = passkit.pass_json(manifest, pass_type_id="pass.example", team_id="TEAM", page_url="u")
+    assert passes[False]["logoText"] == "TEST — not valid for entry"
+    assert passes[False]["eventTicket"]["headerFields"][0] == {
+        "key": "test", "label": "TEST", "value": "NOT VALID FOR ENTRY"
+    }
+    assert "TEST" not in str(passes[True]["eventTicket"]["headerFields"])

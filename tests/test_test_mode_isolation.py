@@ -74,6 +74,16 @@ def test_test_keys_start_cmk_test_and_live_keys_never_do(partner):
     assert all(raw.startswith("cmk_") and not raw.startswith("cmk_test_") for raw in live)
 
 
+def test_rate_limits_count_per_partner_and_mode(live_client, test_client, catalog, monkeypatch):
+    from channel_manager.kernel.throttling import PartnerRateThrottle
+
+    monkeypatch.setattr(PartnerRateThrottle, "THROTTLE_RATES", {"partner": "3/minute"})
+    for _ in range(3):
+        assert test_client.get("/channelManager").status_code == 200
+    assert test_client.get("/channelManager").status_code == 429
+    assert live_client.get("/channelManager").status_code == 200  # a test suite never throttles sales
+
+
 # ---- orders -------------------------------------------------------------------------------
 
 
