@@ -268,11 +268,12 @@ class OrderAdmin(OrderActionsMixin, OrderExportMixin, ReadOnlyAdminMixin, admin.
         ]}),
         ("Payment and customer", {"fields": ["payment_reference", "customer_display", "currency", "total_amount"]}),
         ("Dates", {"fields": ["created_at", "updated_at", "issued_at", "cancelled_at", "issuance_attempts"]}),
+        ("Test mode", {"fields": ["livemode", "test_scenario"]}),
     ]
     readonly_fields = [
         "buy_from_reference", "order_id", "partner", "sell_to_order_reference", "status_badge", "status_message",
         "payment_reference", "customer_display", "currency", "total_amount", "created_at", "updated_at",
-        "issued_at", "cancelled_at", "issuance_attempts",
+        "issued_at", "cancelled_at", "issuance_attempts", "livemode", "test_scenario",
     ]
 
     # -- permissions: read-only form; changes only through the actions --------------------------
