@@ -23,6 +23,7 @@ from catalog import availability
 from catalog.availability import MAX_RANGE_DAYS, CatalogListing, Entry, ItemAvailability, Status
 from catalog.models import Item, ItemType
 from channel_manager.kernel.api import problem_responses
+from channel_manager.kernel.authentication import request_livemode
 from channel_manager.kernel.dates import DAY_RANGE_MESSAGE, in_calendar
 from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.problems import Problem, flatten_errors, problem_response, validation_problem
@@ -267,7 +268,9 @@ class AvailabilityView(RevalidatedAPIView):
             "since the partner picks the slot in `wallet.componentSchedule`; other slots may have less. "
             "FREESALE when no component has a limit; CLOSED when the package or any component is not on sale "
             "that date. A componentSchedule that moves a component to another date is not reflected: ask for "
-            "that component's own availability." + CACHING
+            "that component's own availability.\n\n"
+            "With a test key the figures are the test pool's (test orders only, full at the start of each date "
+            "and slot, the same size as the live capacity)." + CACHING
         ),
     )
     def get(self, request: Request, itemId: str) -> Response:
@@ -275,7 +278,8 @@ class AvailabilityView(RevalidatedAPIView):
         if not query.is_valid():
             raise validation_problem(flatten_errors(query.errors))
         found = availability.item_availability(
-            item_code=itemId, date_from=query.validated_data["from"], date_to=query.validated_data["to"]
+            item_code=itemId, date_from=query.validated_data["from"], date_to=query.validated_data["to"],
+            livemode=request_livemode(request),  # a test key reads the test pool
         )
         if found is None:
             raise Problem(404, "not_found", "No item with this itemId in the catalog.")

@@ -101,7 +101,9 @@ Figures = tuple[int | None, int | None]  # (capacity, remaining); (None, None) i
 RowKey = tuple[int, dt.date, dt.time | None]
 
 
-def item_availability(*, item_code: str, date_from: dt.date, date_to: dt.date) -> ItemAvailability | None:
+def item_availability(
+    *, item_code: str, date_from: dt.date, date_to: dt.date, livemode: bool = True
+) -> ItemAvailability | None:
     """Availability of the item per visit date from `date_from` to `date_to` (inclusive), in date
     then time order; None when no item has that itemId (active or not).
 
@@ -111,6 +113,7 @@ def item_availability(*, item_code: str, date_from: dt.date, date_to: dt.date) -
       componentSchedule). The package has what its scarcest component has: `remaining` is the
       least among the components with a limit, `capacity` that component's (slot's) capacity;
       FREESALE when no component has a limit.
+    - `livemode` False reads the test pool (API.md, "Test mode"): test orders' rows only.
     - CLOSED (remaining 0) when the item (for a package: the package or any component) is inactive
       or not on sale on the date, or the date is before the venue's today.
 
@@ -129,7 +132,7 @@ def item_availability(*, item_code: str, date_from: dt.date, date_to: dt.date) -
     is_package = item.item_type == ItemType.PACKAGE
     components = [link.component for link in item.components.all()] if is_package else []
     counted = components if is_package else [item]
-    rows = _capacity_rows(items=counted, date_from=date_from, date_to=date_to)
+    rows = _capacity_rows(items=counted, date_from=date_from, date_to=date_to, livemode=livemode)
 
     entries: list[Entry] = []
     for day in dates:
@@ -170,12 +173,14 @@ def _sellable(item: Item, day: dt.date, today: dt.date) -> bool:
     return item.active and day >= today and item.on_sale(day)
 
 
-def _capacity_rows(*, items: list[Item], date_from: dt.date, date_to: dt.date) -> dict[RowKey, Capacity]:
-    """The Capacity rows of the items in the range, by (item pk, date, time); one query."""
+def _capacity_rows(
+    *, items: list[Item], date_from: dt.date, date_to: dt.date, livemode: bool
+) -> dict[RowKey, Capacity]:
+    """The Capacity rows of the items in the range and mode, by (item pk, date, time); one query."""
     if not items:
         return {}
     rows = Capacity.objects.filter(
-        item_id__in=[i.pk for i in items], visit_date__gte=date_from, visit_date__lte=date_to
+        item_id__in=[i.pk for i in items], visit_date__gte=date_from, visit_date__lte=date_to, livemode=livemode
     ).only("pk", "item_id", "visit_date", "visit_time", "capacity", "sold", "updated_at")
     return {(row.item_id, row.visit_date, row.visit_time): row for row in rows}
 

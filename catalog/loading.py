@@ -223,7 +223,7 @@ def _propagate_capacity(changes: CapacityChanges, today: dt.date, result: LoadRe
         Capacity.objects.select_for_update(of=("self",))
         .filter(reduce(or_, conditions), visit_date__gte=today)
         .select_related("item")
-        .order_by("item_id", "visit_date", "visit_time")
+        .order_by("item_id", "visit_date", "visit_time", "livemode")
     )
     now = timezone.now()
     altered = []
@@ -231,6 +231,7 @@ def _propagate_capacity(changes: CapacityChanges, today: dt.date, result: LoadRe
         capacity = changes[(row.item_id, row.visit_time)]
         if capacity is not None and capacity < row.sold:
             when = row.visit_date.isoformat() + (f" {row.visit_time:%H:%M}" if row.visit_time else "")
+            when += "" if row.livemode else " (test pool)"
             result.warnings.append(
                 f"{row.item.item_id} on {when}: {row.sold} already sold, more than the new "
                 f"capacity {capacity}; its capacity is set to {row.sold}"

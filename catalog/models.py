@@ -103,9 +103,13 @@ class Capacity(models.Model):
 
     `capacity` is copied from the item or slot when the row is made (and updated by
     load_catalog); NULL means freesale. Rows are made lazily by the first reservation.
+
+    Test mode (API.md) sells from a pool of its own: rows with `livemode` False, the same size,
+    full at the start of each date and slot. Test orders never touch a live row.
     """
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="capacity_rows")
+    livemode = models.BooleanField(default=True)
     visit_date = models.DateField()
     visit_time = models.TimeField(null=True, blank=True, help_text="Empty for untimed items.")
     capacity = models.PositiveIntegerField(null=True, blank=True)
@@ -117,14 +121,14 @@ class Capacity(models.Model):
         ordering = ["item", "visit_date", "visit_time"]
         constraints = [
             models.UniqueConstraint(
-                fields=["item", "visit_date", "visit_time"],
+                fields=["item", "visit_date", "visit_time", "livemode"],
                 condition=models.Q(visit_time__isnull=False),
-                name="capacity_unique_timed",
+                name="capacity_unique_timed_per_mode",
             ),
             models.UniqueConstraint(
-                fields=["item", "visit_date"],
+                fields=["item", "visit_date", "livemode"],
                 condition=models.Q(visit_time__isnull=True),
-                name="capacity_unique_untimed",
+                name="capacity_unique_untimed_per_mode",
             ),
             models.CheckConstraint(
                 condition=models.Q(capacity__isnull=True) | models.Q(sold__lte=models.F("capacity")),
@@ -133,7 +137,8 @@ class Capacity(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.item_id} {self.visit_date} {self.visit_time or ''}: {self.sold}/{self.capacity or '∞'}"
+        mode = "" if self.livemode else " (test)"
+        return f"{self.item_id} {self.visit_date} {self.visit_time or ''}{mode}: {self.sold}/{self.capacity or '∞'}"
 
     @property
     def remaining(self) -> int | None:

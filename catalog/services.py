@@ -31,7 +31,7 @@ from catalog.models import Capacity, Item
 from catalog.specs import CatalogInvalid
 from channel_manager.kernel.errors import Conflict, ValidationFailed
 
-CapacityKey = tuple[int, dt.date, dt.time | None]
+CapacityKey = tuple[int, dt.date, dt.time | None, bool]  # item, date, slot, livemode
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,12 @@ class CapacityClaim:
     visit_date: dt.date
     visit_time: dt.time | None  # None for untimed items
     quantity: int
+    # False: the test pool (API.md, "Test mode"), rows of their own beside the live ones.
+    livemode: bool = True
 
     @property
     def key(self) -> CapacityKey:
-        return (self.item_pk, self.visit_date, self.visit_time)
+        return (self.item_pk, self.visit_date, self.visit_time, self.livemode)
 
 
 class CapacityExceeded(Conflict):
@@ -67,9 +69,10 @@ class CapacityExceeded(Conflict):
         )
 
 
-def _sort_key(key: CapacityKey) -> tuple[int, dt.date, dt.time]:
+def _sort_key(key: CapacityKey) -> tuple[int, dt.date, dt.time, bool]:
     # Per item the times are either all None (untimed) or all set, so time.min never collides.
-    return (key[0], key[1], key[2] or dt.time.min)
+    # The database's order of the lock query (False before True) for the mode.
+    return (key[0], key[1], key[2] or dt.time.min, key[3])
 
 
 def _require_atomic() -> None:
@@ -90,10 +93,10 @@ def _merge(claims: Iterable[CapacityClaim]) -> tuple[list[CapacityClaim], dict[C
 
 def _key_filter(keys: Iterable[CapacityKey]) -> Q:
     conditions = [
-        Q(item_id=item_pk, visit_date=visit_date, visit_time=visit_time)
+        Q(item_id=item_pk, visit_date=visit_date, visit_time=visit_time, livemode=livemode)
         if visit_time is not None
-        else Q(item_id=item_pk, visit_date=visit_date, visit_time__isnull=True)
-        for item_pk, visit_date, visit_time in keys
+        else Q(item_id=item_pk, visit_date=visit_date, visit_time__isnull=True, livemode=livemode)
+        for item_pk, visit_date, visit_time, livemode in keys
     ]
     return reduce(or_, conditions)
 
@@ -103,10 +106,10 @@ def _lock_rows(keys: Iterable[CapacityKey]) -> dict[CapacityKey, Capacity]:
     rows = (
         Capacity.objects.select_for_update()
         .filter(_key_filter(keys))
-        .order_by("item_id", "visit_date", "visit_time")
-        .only("pk", "item_id", "visit_date", "visit_time", "capacity", "sold")
+        .order_by("item_id", "visit_date", "visit_time", "livemode")
+        .only("pk", "item_id", "visit_date", "visit_time", "livemode", "capacity", "sold")
     )
-    return {(row.item_id, row.visit_date, row.visit_time): row for row in rows}
+    return {(row.item_id, row.visit_date, row.visit_time, row.livemode): row for row in rows}
 
 
 def _initial_capacities(keys: Iterable[CapacityKey]) -> dict[CapacityKey, int | None]:
@@ -128,7 +131,7 @@ def _initial_capacities(keys: Iterable[CapacityKey]) -> dict[CapacityKey, int | 
             item_slots[slot_time] = slot_capacity
     initial: dict[CapacityKey, int | None] = {}
     for key in keys:
-        item_pk, _, visit_time = key
+        item_pk, _, visit_time, _ = key
         if item_pk not in per_day:
             raise ValueError(f"no item with pk {item_pk}")
         item_slots = slots[item_pk]
@@ -189,7 +192,9 @@ def reserve_capacity_groups(
     initial = _initial_capacities(ordered_keys)
     Capacity.objects.bulk_create(
         [
-            Capacity(item_id=key[0], visit_date=key[1], visit_time=key[2], capacity=initial[key], sold=0)
+            Capacity(
+                item_id=key[0], visit_date=key[1], visit_time=key[2], livemode=key[3], capacity=initial[key], sold=0
+            )
             for key in ordered_keys
         ],
         ignore_conflicts=True,

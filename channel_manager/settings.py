@@ -306,6 +306,8 @@ DELIVERY_ATTEMPT_RETENTION_DAYS = env_int("DELIVERY_ATTEMPT_RETENTION_DAYS", 30)
 EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 90)
 # Tombstones of deleted Draft/Error orders (who, when, why, what): the audit trail finance reads.
 TOMBSTONE_RETENTION_DAYS = env_int("TOMBSTONE_RETENTION_DAYS", 400)
+# Test-mode orders (made with cmk_test_ keys) are removed with their wallets and events after this.
+TEST_DATA_RETENTION_DAYS = env_int("TEST_DATA_RETENTION_DAYS", 30)
 
 # ---- transport security: production defaults, off in development (plain http on 127.0.0.1) ----
 

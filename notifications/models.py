@@ -26,6 +26,8 @@ def event_types() -> list[str]:
 class Subscription(models.Model):
     subscription_id = models.UUIDField("subscriptionId", default=uuid.uuid4, unique=True, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="subscriptions")
+    # Made with a test key (API.md, "Test mode"): receives test events only, and the reverse.
+    livemode = models.BooleanField(default=True)
     event_type = models.CharField(max_length=64, choices=event_type_choices)
     url = models.URLField(max_length=2000)
     secret = models.CharField(max_length=128)
@@ -71,6 +73,7 @@ class Event(models.Model):
     event_id = models.UUIDField("eventId", default=uuid.uuid4, unique=True, editable=False)
     event_type = models.CharField(max_length=64)
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    livemode = models.BooleanField(default=True)
     # What the event is about, as the publisher identifies it.
     subject_id = models.CharField(max_length=64, blank=True, db_index=True)
     payload = models.JSONField()
@@ -84,7 +87,7 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["partner", "created_at"], name="event_partner_created")]
+        indexes = [models.Index(fields=["partner", "livemode", "created_at"], name="event_partner_mode_created")]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"

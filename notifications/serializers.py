@@ -32,6 +32,9 @@ class SubscriptionSerializer(serializers.Serializer):
     subscriptionId = serializers.UUIDField()
     eventType = serializers.ChoiceField(choices=event_type_choices())
     url = serializers.URLField()
+    livemode = serializers.BooleanField(help_text=(
+        "false when made with a test key: it receives test events only (true: live events only)."
+    ))
     active = serializers.BooleanField(help_text="False once switched off (deleted endpoint answered 410, or staff).")
     disabledReason = serializers.CharField(
         allow_null=True,
@@ -68,6 +71,7 @@ EventSummarySerializer = type("EventSummarySerializer", (serializers.Serializer,
     "eventId": serializers.UUIDField(),
     "eventType": serializers.CharField(),
     "createdAt": serializers.DateTimeField(),
+    "livemode": serializers.BooleanField(help_text="false for test data (made with a test key)."),
     SUBJECT["field"]: serializers.CharField(allow_null=True, help_text=SUBJECT["description"]),
     "deliveryState": serializers.ChoiceField(
         choices=DeliveryState.choices,

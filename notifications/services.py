@@ -33,9 +33,14 @@ TASK_GROUP = "webhooks"
 DEFAULT_MAX_SUBSCRIPTIONS = 20
 
 
-def event_body(*, event_id: uuid.UUID, event_type: str, created_at: dt.datetime, payload: dict[str, Any]) -> str:
-    """The JSON document a receiver gets: {"eventId", "eventType", "createdAt", "data"}."""
-    document = {"eventId": str(event_id), "eventType": event_type, "createdAt": rfc3339(created_at), "data": payload}
+def event_body(
+    *, event_id: uuid.UUID, event_type: str, created_at: dt.datetime, payload: dict[str, Any], livemode: bool = True
+) -> str:
+    """The JSON document a receiver gets: {"eventId", "eventType", "createdAt", "livemode", "data"}."""
+    document = {
+        "eventId": str(event_id), "eventType": event_type, "createdAt": rfc3339(created_at), "livemode": livemode,
+        "data": payload,
+    }
     return json.dumps(document, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -43,7 +48,8 @@ def body_bytes(event: Event) -> bytes:
     """The bytes every attempt of this event sends and signs."""
     if not event.body:  # an event recorded before bodies were stored
         return event_body(
-            event_id=event.event_id, event_type=event.event_type, created_at=event.created_at, payload=event.payload
+            event_id=event.event_id, event_type=event.event_type, created_at=event.created_at, payload=event.payload,
+            livemode=event.livemode,
         ).encode()
     return event.body.encode()
 
@@ -58,13 +64,18 @@ class EventSpec:
     partner_pk: int
     subject_id: str
     payload: dict[str, Any]
+    # False for test data (API.md, "Test mode"): it goes to the partner's test subscriptions only.
+    livemode: bool = True
 
 
-def publish_event(*, event_type: str, partner_pk: int, subject_id: str, payload: dict[str, Any]) -> Event:
+def publish_event(
+    *, event_type: str, partner_pk: int, subject_id: str, payload: dict[str, Any], livemode: bool = True
+) -> Event:
     """Record an event in the caller's transaction; delivery starts after commit (see
     publish_events)."""
     (event,) = publish_events(
-        event_type=event_type, events=[EventSpec(partner_pk=partner_pk, subject_id=subject_id, payload=payload)]
+        event_type=event_type,
+        events=[EventSpec(partner_pk=partner_pk, subject_id=subject_id, payload=payload, livemode=livemode)],
     )
     return event
 
@@ -74,17 +85,17 @@ def publish_events(*, event_type: str, events: Sequence[EventSpec]) -> list[Even
     the transaction that makes the change the events announce, so a rollback announces nothing.
 
     Writes the events and one pending delivery per active subscription of each event's partner
-    to this event type (three statements whatever the number of events); after commit a
+    and mode to this event type (three statements whatever the number of events); after commit a
     django-q task per event with deliveries sends them. Should a task never be queued or its
     worker die, the periodic deliver_due sends them anyway: the rows are the outbox."""
     if not events:
         return []
     now = timezone.now()
-    subscriptions: dict[int, list[int]] = {}
-    for partner_pk, pk in Subscription.objects.filter(
+    subscriptions: dict[tuple[int, bool], list[int]] = {}  # by (partner pk, livemode)
+    for partner_pk, livemode, pk in Subscription.objects.filter(
         partner_id__in={spec.partner_pk for spec in events}, event_type=event_type, active=True
-    ).order_by("pk").values_list("partner_id", "pk"):
-        subscriptions.setdefault(partner_pk, []).append(pk)
+    ).order_by("pk").values_list("partner_id", "livemode", "pk"):
+        subscriptions.setdefault((partner_pk, livemode), []).append(pk)
     rows = []
     for spec in events:
         event_id = uuid.uuid4()
@@ -92,11 +103,16 @@ def publish_events(*, event_type: str, events: Sequence[EventSpec]) -> list[Even
             event_id=event_id,
             event_type=event_type,
             partner_id=spec.partner_pk,
+            livemode=spec.livemode,
             subject_id=spec.subject_id,
             payload=spec.payload,
-            body=event_body(event_id=event_id, event_type=event_type, created_at=now, payload=spec.payload),
+            body=event_body(
+                event_id=event_id, event_type=event_type, created_at=now, payload=spec.payload, livemode=spec.livemode
+            ),
             created_at=now,
-            delivery_state=DeliveryState.PENDING if subscriptions.get(spec.partner_pk) else DeliveryState.NONE,
+            delivery_state=(
+                DeliveryState.PENDING if subscriptions.get((spec.partner_pk, spec.livemode)) else DeliveryState.NONE
+            ),
         ))
     created = Event.objects.bulk_create(rows)
     if any(event.pk is None for event in created):  # a backend that does not return keys
@@ -104,12 +120,12 @@ def publish_events(*, event_type: str, events: Sequence[EventSpec]) -> list[Even
     deliveries = [
         Delivery(event=event, subscription_id=pk, state=DeliveryState.PENDING, next_attempt_at=now, created_at=now)
         for event in created
-        for pk in subscriptions.get(event.partner_id, ())
+        for pk in subscriptions.get((event.partner_id, event.livemode), ())
     ]
     if deliveries:
         Delivery.objects.bulk_create(deliveries)
         for event in created:
-            if subscriptions.get(event.partner_id):
+            if subscriptions.get((event.partner_id, event.livemode)):
                 enqueue_after_commit(event.pk)
     return created
 
@@ -133,18 +149,21 @@ def enqueue_delivery(event_pk: int) -> None:
 # ---- subscriptions ------------------------------------------------------------------------
 
 
-def create_subscription(*, partner: Partner, event_type: str, url: str) -> Subscription:
+def create_subscription(*, partner: Partner, event_type: str, url: str, livemode: bool = True) -> Subscription:
     """A new active subscription with a fresh secret. The event type must be one the outbox
     was told of, and the URL a webhook target we may send to (see notifications.targets), else
     ValidationFailed on `eventType` or `url`; at most WEBHOOK_MAX_SUBSCRIPTIONS not deleted
-    subscriptions per partner. The partner API and the admin both create through here."""
+    subscriptions per partner. The partner API and the admin both create through here.
+    A test subscription (livemode False, made with a test key) receives test events only."""
     _check_event_type(event_type)
     check_subscription_url(url=url)
     with transaction.atomic():
         # Serialize a partner's concurrent subscribes so the limit holds.
         Partner.objects.select_for_update().filter(pk=partner.pk).values_list("pk", flat=True).first()
         _check_limit(partner_pk=partner.pk)
-        return Subscription.objects.create(partner=partner, event_type=event_type, url=url, secret=new_secret())
+        return Subscription.objects.create(
+            partner=partner, livemode=livemode, event_type=event_type, url=url, secret=new_secret()
+        )
 
 
 def check_subscription(*, partner_pk: int, event_type: str, url: str) -> None:
@@ -176,21 +195,26 @@ def _check_limit(*, partner_pk: int) -> None:
         )
 
 
-def partner_subscription(*, partner: Partner, subscription_id: str) -> Subscription | None:
-    """The partner's own, not deleted subscription with this id."""
+def partner_subscription(
+    *, partner: Partner, subscription_id: str, livemode: bool | None = None
+) -> Subscription | None:
+    """The partner's own, not deleted subscription with this id (of this mode, when given)."""
     try:
         value = uuid.UUID(subscription_id)
     except (ValueError, TypeError, AttributeError):
         return None
-    return Subscription.objects.filter(partner=partner, subscription_id=value, deleted_at__isnull=True).first()
+    queryset = Subscription.objects.filter(partner=partner, subscription_id=value, deleted_at__isnull=True)
+    if livemode is not None:
+        queryset = queryset.filter(livemode=livemode)
+    return queryset.first()
 
 
-def delete_subscription(*, partner: Partner, subscription_id: str) -> None:
+def delete_subscription(*, partner: Partner, subscription_id: str, livemode: bool = True) -> None:
     """The partner deletes one of its subscriptions: nothing more is sent to it (its pending
     deliveries fail), and it leaves the list; the row stays for the delivery history.
     Another partner's or an unknown id: NotFound."""
     with transaction.atomic():
-        subscription = partner_subscription(partner=partner, subscription_id=subscription_id)
+        subscription = partner_subscription(partner=partner, subscription_id=subscription_id, livemode=livemode)
         if subscription is None:
             raise NotFound("No such subscription.")
         _soft_delete(subscription_pk=subscription.pk, reason="deleted by the partner")
@@ -324,7 +348,7 @@ def redeliver_events(*, event_pks: Iterable[int]) -> int:
         events = list(Event.objects.filter(pk__in=list(event_pks)).order_by("pk"))
         for event in events:
             subscription_pks = Subscription.objects.filter(
-                partner_id=event.partner_id, event_type=event.event_type, active=True
+                partner_id=event.partner_id, livemode=event.livemode, event_type=event.event_type, active=True
             ).values_list("pk", flat=True)
             Delivery.objects.bulk_create(
                 [Delivery(event=event, subscription_id=pk, next_attempt_at=now, created_at=now)

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channel_manager.kernel.api import IDEMPOTENCY_HEADER, parse_body, problem_responses
+from channel_manager.kernel.authentication import request_livemode
 from channel_manager.kernel.cursors import CURSOR_ERROR, BadCursor
 from channel_manager.kernel.formats import rfc3339
 from channel_manager.kernel.models import Partner
@@ -28,7 +29,7 @@ EXAMPLE_EVENT_TYPE = next(iter(event_types()), "event_type")
 
 WEBHOOK_DESCRIPTION = """
 Each event is POSTed to the subscription's URL as
-`{"eventId", "eventType", "createdAt", "data": DATA}` with headers
+`{"eventId", "eventType", "createdAt", "livemode", "data": DATA}` with headers
 `Content-Type: application/json`, `CM-Event-Id` and
 `CM-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>`.
 Any 2xx answer within 10 s is delivered; redirects are not followed. Anything else is retried
@@ -43,6 +44,7 @@ def subscription_dict(subscription: Subscription, *, with_secret: bool = False) 
         "subscriptionId": str(subscription.subscription_id),
         "eventType": subscription.event_type,
         "url": subscription.url,
+        "livemode": subscription.livemode,
         "active": subscription.active,
         "disabledReason": services.partner_disabled_reason(subscription.disabled_reason),
         "createdAt": rfc3339(subscription.created_at),
@@ -57,6 +59,7 @@ def event_dict(event: Event) -> dict[str, Any]:
         "eventId": str(event.event_id),
         "eventType": event.event_type,
         "createdAt": rfc3339(event.created_at),
+        "livemode": event.livemode,
         s.SUBJECT["field"]: event.subject_id or None,
         "deliveryState": event.delivery_state,
     }
@@ -66,6 +69,11 @@ class NotificationsAPIView(APIView):
     @property
     def partner(self) -> Partner:
         return self.request.user
+
+    @property
+    def livemode(self) -> bool:
+        """False under a test key: it sees and makes test subscriptions and events only."""
+        return request_livemode(self.request)
 
 
 class SubscriptionCollectionView(NotificationsAPIView):
@@ -83,12 +91,14 @@ class SubscriptionCollectionView(NotificationsAPIView):
             )
         ],
         description="The answer carries the signing `secret`, shown only here. An unknown eventType or a URL "
-        "that may not receive webhooks answers 400 validation_error.\n" + WEBHOOK_DESCRIPTION,
+        "that may not receive webhooks answers 400 validation_error. A subscription made with a test key "
+        "(`livemode` false) receives test events only; one made with a live key, live events only.\n"
+        + WEBHOOK_DESCRIPTION,
     )
     def post(self, request: Request) -> Response:
         data = parse_body(s.SubscriptionCreateSerializer, request.data)
         subscription = services.create_subscription(
-            partner=self.partner, event_type=data["eventType"], url=data["url"]
+            partner=self.partner, event_type=data["eventType"], url=data["url"], livemode=self.livemode
         )
         return Response(
             subscription_dict(subscription, with_secret=True),
@@ -103,7 +113,7 @@ class SubscriptionCollectionView(NotificationsAPIView):
         description="Secrets are not shown again.",
     )
     def get(self, request: Request) -> Response:
-        subscriptions = selectors.partner_subscriptions(partner=self.partner)
+        subscriptions = selectors.partner_subscriptions(partner=self.partner, livemode=self.livemode)
         return Response({"results": [subscription_dict(sub) for sub in subscriptions]})
 
 
@@ -119,7 +129,7 @@ class SubscriptionDetailView(NotificationsAPIView):
         },
     )
     def delete(self, request: Request, subscriptionId: str) -> Response:
-        services.delete_subscription(partner=self.partner, subscription_id=subscriptionId)
+        services.delete_subscription(partner=self.partner, subscription_id=subscriptionId, livemode=self.livemode)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -148,7 +158,9 @@ class EventCollectionView(NotificationsAPIView):
             except BadCursor:
                 raise validation_problem([CURSOR_ERROR]) from None
         limit = params.get("limit", PAGE_SIZE)
-        page = list(selectors.partner_events(partner=self.partner, since=params.get("since"), after=after)[: limit + 1])
+        page = list(selectors.partner_events(
+            partner=self.partner, livemode=self.livemode, since=params.get("since"), after=after
+        )[: limit + 1])
         next_url = None
         if len(page) > limit:
             page = page[:limit]

@@ -144,9 +144,9 @@ def staff_user(username: str, *groups: str, password: str = STAFF_PASSWORD):
     return user
 
 
-def submit_order(partner: Partner, body: dict, *, settle: bool = True):
+def submit_order(partner: Partner, body: dict, *, settle: bool = True, livemode: bool = True):
     """An order placed as the partner API places it (the same serializer and service), then
-    settled by issuance (as the worker would) unless settle=False."""
+    settled by issuance (as the worker would) unless settle=False; livemode=False: a test order."""
     from channel_manager.orders.api.serializers import OrderRequestSerializer
     from channel_manager.orders.api.views import order_input_from
     from channel_manager.orders.issuance import issue_order
@@ -155,7 +155,9 @@ def submit_order(partner: Partner, body: dict, *, settle: bool = True):
 
     serializer = OrderRequestSerializer(data=body)
     serializer.is_valid(raise_exception=True)
-    order = create_order(partner=partner, order_input=order_input_from(serializer.validated_data))
+    order = create_order(
+        partner=partner, order_input=order_input_from(serializer.validated_data), livemode=livemode
+    )
     if settle:
         issue_order(order_pk=order.pk)
     return Order.objects.select_related("partner").get(pk=order.pk)

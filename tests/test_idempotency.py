@@ -97,7 +97,7 @@ def test_repeat_while_the_first_is_running_is_409_with_retry_after(client, catal
     # Claim the key exactly as a request that is still running holds it.
     raw = JSONRenderer().render(body)  # the bytes APIClient sends
     request = RequestFactory().post("/channelManager", raw, content_type="application/json")
-    IdempotencyMiddleware(lambda r: None)._claim(partner.pk, "key-1", request_hash(request))
+    IdempotencyMiddleware(lambda r: None)._claim(partner.pk, True, "key-1", request_hash(request))
     response = post(client, body)
     assert_problem(response, 409, "idempotency_in_progress")
     assert response["Retry-After"]

@@ -117,7 +117,9 @@ def test_subscribing_answers_201_with_the_subscription_and_a_long_random_secret(
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"subscriptionId", "eventType", "url", "secret", "active", "disabledReason", "createdAt"}
+    assert set(body) == {
+        "subscriptionId", "eventType", "url", "secret", "livemode", "active", "disabledReason", "createdAt"
+    }
     assert body["eventType"] == ORDER_PROCESSED
     assert body["url"] == "https://hooks.partner.example/cm"
     assert body["active"] is True and body["disabledReason"] is None
@@ -310,7 +312,7 @@ def test_events_list_only_the_partners_own_events_oldest_first(client, partner):
     assert body["next"] is None
     assert body["results"] == [
         {"eventId": str(e.event_id), "eventType": ORDER_PROCESSED, "createdAt": e.created_at.isoformat()
-         .replace("+00:00", "Z"), "orderId": e.subject_id, "deliveryState": "none"}
+         .replace("+00:00", "Z"), "livemode": True, "orderId": e.subject_id, "deliveryState": "none"}
         for e in (first, second)
     ]
 
@@ -431,4 +433,4 @@ def test_the_schema_documents_the_notification_operations(anon_client):
     created = schema["components"]["schemas"]["CreatedSubscription"]["properties"]
     assert {"subscriptionId", "eventType", "url", "secret", "active", "createdAt"} <= set(created)
     event = schema["components"]["schemas"]["EventSummary"]["properties"]
-    assert set(event) == {"eventId", "eventType", "createdAt", "orderId", "deliveryState"}
+    assert set(event) == {"eventId", "eventType", "createdAt", "livemode", "orderId", "deliveryState"}

@@ -228,6 +228,7 @@ def test_the_receiver_gets_the_event_signed_with_the_subscription_secret(partner
         "eventId": str(event.event_id),
         "eventType": ORDER_PROCESSED,
         "createdAt": event.created_at.isoformat().replace("+00:00", "Z"),
+        "livemode": True,
         "data": {"order": {"orderId": "order-1", "status": "Issued", "totalAmount": "99.00"}},
     }
     # Recompute the signature as a receiver would: HMAC-SHA256(secret, "<t>." + raw body).

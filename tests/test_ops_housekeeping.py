@@ -168,9 +168,12 @@ def test_the_migration_creates_each_schedule_once_and_leaves_edited_ones_alone()
     tombstones = importlib.import_module("channel_manager.migrations.0010_tombstone_housekeeping")
     tombstones.create_schedule(django_apps, editor)
     tombstones.create_schedule(django_apps, editor)  # twice: nothing doubles
-    names = [n for n, _, _ in migration.SCHEDULES] + [tombstones.SCHEDULE_NAME]
+    test_mode = importlib.import_module("channel_manager.migrations.0013_test_mode")
+    test_mode.create_schedule(django_apps, editor)
+    test_mode.create_schedule(django_apps, editor)
+    names = [n for n, _, _ in migration.SCHEDULES] + [tombstones.SCHEDULE_NAME, test_mode.SCHEDULE_NAME]
     schedules = {s.name: s for s in Schedule.objects.filter(name__in=names)}
-    assert len(schedules) == Schedule.objects.filter(name__in=names).count() == 6
+    assert len(schedules) == Schedule.objects.filter(name__in=names).count() == 7
     assert schedules["prune-events"].minutes == 60
     assert schedules["qcluster-heartbeat"].minutes == 1
     assert all(s.repeats == -1 and s.schedule_type == Schedule.MINUTES for s in schedules.values())

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from channel_manager.kernel.authentication import key_digest, partner_for_key
+from channel_manager.kernel.authentication import key_digest, key_owner, partner_for_key
 from channel_manager.kernel.models import ApiKey, Partner
 from tests.factories import PartnerFactory
 
@@ -23,7 +23,8 @@ def run(*args: str) -> str:
 
 
 def printed_key(output: str) -> str:
-    keys = [word for word in output.split() if word.startswith("cmk_")]
+    """The live key printed (the test key beside it starts cmk_test_)."""
+    keys = [word for word in output.split() if word.startswith("cmk_") and not word.startswith("cmk_test_")]
     assert len(keys) == 1, output
     return keys[0]
 
@@ -40,7 +41,7 @@ def test_create_partner_prints_a_key_that_authenticates_the_new_partner():
 def test_create_partner_stores_only_a_digest_of_the_key():
     raw_key = printed_key(run("create_partner", "acme-travel", "--name", "ACME Travel"))
 
-    stored = ApiKey.objects.get(partner__partner_id="acme-travel")
+    stored = ApiKey.objects.get(partner__partner_id="acme-travel", livemode=True)
     assert stored.digest != raw_key
     assert raw_key not in stored.digest
     assert stored.digest == key_digest(raw_key)
@@ -52,9 +53,18 @@ def test_create_partner_json_prints_one_line_with_partner_id_and_key():
 
     assert output.count("\n") <= 1
     document = json.loads(output)
-    assert set(document) == {"partnerId", "apiKey"}
+    assert set(document) == {"partnerId", "apiKey", "testApiKey"}
     assert document["partnerId"] == "acme.travel_2"
     assert partner_for_key(document["apiKey"]).partner_id == "acme.travel_2"
+
+
+def test_create_partner_also_prints_a_test_key_of_the_same_partner():
+    document = json.loads(run("create_partner", "acme-travel", "--name", "ACME", "--json"))
+
+    assert document["testApiKey"].startswith("cmk_test_")
+    assert not document["apiKey"].startswith("cmk_test_")
+    assert key_owner(document["testApiKey"]) == (Partner.objects.get(partner_id="acme-travel"), False)
+    assert key_owner(document["apiKey"])[1] is True
 
 
 def test_create_partner_without_active_from_is_active_now():

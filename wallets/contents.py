@@ -163,9 +163,10 @@ class TicketRow(NamedTuple):
     admits: int | None
 
 
-def capacity_claims(tickets: Iterable[_Ticket]) -> list[CapacityClaim]:
+def capacity_claims(tickets: Iterable[_Ticket], *, livemode: bool = True) -> list[CapacityClaim]:
     """The capacity a set of assets holds: the admits of its tickets summed per (item, visit
-    date, visit time), in first-seen order. Coupons hold none.
+    date, visit time), in first-seen order, on the live pool or (livemode False) the test pool.
+    Coupons hold none.
 
     The one rule for both directions: issuance reserves `capacity_claims(planned tickets)` and
     destroy releases `capacity_claims(live minted tickets)`.
@@ -177,7 +178,7 @@ def capacity_claims(tickets: Iterable[_Ticket]) -> list[CapacityClaim]:
         key = (ticket.item_id, ticket.visit_date, ticket.visit_time)
         totals[key] = totals.get(key, 0) + ticket.admits
     return [
-        CapacityClaim(item_pk=item_pk, visit_date=date, visit_time=time, quantity=quantity)
+        CapacityClaim(item_pk=item_pk, visit_date=date, visit_time=time, quantity=quantity, livemode=livemode)
         for (item_pk, date, time), quantity in totals.items()
     ]
 
@@ -189,6 +190,10 @@ def minted_ticket_claims(wallets: QuerySet[Wallet]) -> list[CapacityClaim]:
             wallet__in=wallets.filter(minted_at__isnull=False), asset_type=AssetType.TICKET
         )
         .order_by("wallet_id", "position", "pk")
-        .values_list("asset_type", "item_id", "visit_date", "visit_time", "admits")
+        .values_list("wallet__livemode", "asset_type", "item_id", "visit_date", "visit_time", "admits")
     )
-    return capacity_claims(TicketRow(*row) for row in rows)
+    by_mode: dict[bool, list[TicketRow]] = {}
+    for livemode, *ticket in rows:
+        by_mode.setdefault(livemode, []).append(TicketRow(*ticket))
+    # Each wallet gives back to the pool it was sold from: test wallets to the test pool.
+    return [claim for livemode, tickets in by_mode.items() for claim in capacity_claims(tickets, livemode=livemode)]

@@ -34,6 +34,9 @@ class Wallet(models.Model):
     # The partner (a kernel row) whose customer holds the wallet: the database keeps external
     # references unique per partner among live wallets.
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    # False for a test order's wallet (API.md, "Test mode"): its manifest says "TEST — not valid
+    # for entry", the gate refuses it (test_ticket), and it holds test-pool capacity only.
+    livemode = models.BooleanField(default=True)
     position = models.PositiveIntegerField(help_text="0-based position among the wallets issued together.")
     validity = models.CharField(max_length=8, choices=WalletValidity.choices, default=WalletValidity.PENDING)
     # What the holder is shown, as the booking stood when the wallet was made.
@@ -51,10 +54,11 @@ class Wallet(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
+            # External references are separate per mode: a test order may reuse a live one's.
             models.UniqueConstraint(
-                fields=["partner", "external_reference_number"],
+                fields=["partner", "livemode", "external_reference_number"],
                 condition=Q(destroyed_at__isnull=True, external_reference_number__isnull=False),
-                name="wallet_live_external_reference_unique",
+                name="wallet_live_external_reference_unique_per_mode",
             ),
             # destroyed_at is when the wallet became void: one never goes without the other.
             models.CheckConstraint(

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from django.conf import settings
 
 from channel_manager.kernel.dates import LATEST_DAY
-from wallets.selectors import Manifest, ManifestAsset
+from wallets.selectors import TEST_BANNER, Manifest, ManifestAsset
 
 PKPASS_CONTENT_TYPE = "application/vnd.apple.pkpass"
 
@@ -210,6 +210,8 @@ def pass_json(manifest: Manifest, *, pass_type_id: str, team_id: str, page_url: 
     barcode = _barcode(main)
 
     header = [{"key": "admits", "label": "ADMITS", "value": main.admits or 1}] if main.is_ticket else []
+    if not manifest.livemode:  # a test order's pass says so where it cannot be missed
+        header.insert(0, {"key": "test", "label": "TEST", "value": "NOT VALID FOR ENTRY"})
     secondary: list[dict[str, Any]] = [
         {"key": "date", "label": "DATE", "value": _local(main.visit_date, None, zone),
          "dateStyle": "PKDateStyleMedium", "timeStyle": "PKDateStyleNone", "ignoresTimeZone": True},
@@ -225,6 +227,8 @@ def pass_json(manifest: Manifest, *, pass_type_id: str, team_id: str, page_url: 
     if manifest.wallet_reference:
         auxiliary.append({"key": "reference", "label": "REFERENCE", "value": manifest.wallet_reference})
     back: list[dict[str, Any]] = []
+    if not manifest.livemode:
+        back.append({"key": "test", "label": "Test mode", "value": f"{TEST_BANNER}: made with a test API key."})
     if others:
         back.append({
             "key": "others", "label": "Also in this wallet (scan each from the web page)",
@@ -242,8 +246,8 @@ def pass_json(manifest: Manifest, *, pass_type_id: str, team_id: str, page_url: 
         "teamIdentifier": team_id,
         "serialNumber": serial_number(manifest),
         "organizationName": manifest.venue_name,
-        "description": f"{manifest.venue_name}: {main.name}",
-        "logoText": manifest.venue_name,
+        "description": f"{manifest.venue_name}: {main.name}" + ("" if manifest.livemode else f" ({TEST_BANNER})"),
+        "logoText": manifest.venue_name if manifest.livemode else TEST_BANNER,
         "foregroundColor": _rgb(FOREGROUND),
         "backgroundColor": _rgb(BACKGROUND),
         "labelColor": _rgb(LABEL),

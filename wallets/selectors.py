@@ -133,6 +133,8 @@ class Manifest:
     validity: str
     validity_text: str
     assets: tuple[ManifestAsset, ...]
+    # False for a test order's wallet: shown "TEST — not valid for entry" (API.md, "Test mode").
+    livemode: bool = True
 
     @property
     def valid(self) -> bool:
@@ -150,6 +152,10 @@ class Manifest:
     @property
     def coupons(self) -> tuple[ManifestAsset, ...]:
         return tuple(a for a in self.assets if a.is_coupon)
+
+
+# What a test wallet says wherever it is shown: the page, the JSON, the pass.
+TEST_BANNER = "TEST — not valid for entry"
 
 
 def build_manifest(wallet: Wallet) -> Manifest:
@@ -192,6 +198,7 @@ def build_manifest(wallet: Wallet) -> Manifest:
         validity=validity,
         validity_text=validity_text,
         assets=assets,
+        livemode=wallet.livemode,
     )
 
 
@@ -244,6 +251,7 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
         "visitDate": _iso_date(manifest.visit_date),
         "visitTime": hhmm(manifest.visit_time),
         "validity": manifest.validity,
-        "validityText": manifest.validity_text,
+        "validityText": manifest.validity_text if manifest.livemode else TEST_BANNER,
+        "livemode": manifest.livemode,
         "assets": [manifest_asset_json(a, validity=manifest.validity) for a in manifest.assets],
     }

@@ -100,7 +100,7 @@ class HolderSnapshot:
 
 
 def create_shells(
-    *, partner_pk: int, snapshot: HolderSnapshot, references: Sequence[Sequence[str | None]]
+    *, partner_pk: int, snapshot: HolderSnapshot, references: Sequence[Sequence[str | None]], livemode: bool = True
 ) -> list[list[Wallet]]:
     """Insert the unminted (pending) wallet shells of a booking: one INSERT.
 
@@ -111,7 +111,7 @@ def create_shells(
     groups = [
         [
             Wallet(
-                partner_id=partner_pk, position=position, validity=WalletValidity.PENDING,
+                partner_id=partner_pk, livemode=livemode, position=position, validity=WalletValidity.PENDING,
                 external_reference_number=ref, wallet_reference_number=ref,
                 holder_name=snapshot.holder_name, holder_language=snapshot.holder_language,
                 holder_country=snapshot.holder_country,
@@ -133,7 +133,7 @@ def create_shells(
     # The columns left out are NULL for a shell, as their fields' defaults are.
     qn = connection.ops.quote_name
     meta = Wallet._meta
-    shared = ("partner", "validity", "holder_name", "holder_language", "holder_country",
+    shared = ("partner", "livemode", "validity", "holder_name", "holder_language", "holder_country",
               "sell_to_order_reference", "buy_from_order_reference")
     columns = ", ".join(qn(meta.get_field(name).column) for name in (
         *shared, "position", "external_reference_number", "wallet_reference_number"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass
 
 from django.db import connections, router
 from django.utils import timezone
@@ -15,6 +16,22 @@ from channel_manager.kernel.models import ApiKey, Partner
 from channel_manager.kernel.problems import Problem
 
 KEY_PREFIX = "cmk_"
+# Test keys (API.md, "Test mode"): everything made with one is test data. Live keys never start so.
+TEST_KEY_PREFIX = "cmk_test_"
+
+
+@dataclass(frozen=True)
+class PartnerKey:
+    """What a partner call authenticated with (DRF's request.auth): the raw key and its mode."""
+
+    raw: str
+    livemode: bool
+
+
+def request_livemode(request) -> bool:
+    """The mode of a partner request: False when it carries a test key."""
+    auth = getattr(request, "auth", None)
+    return auth.livemode if isinstance(auth, PartnerKey) else True
 
 
 def key_digest(raw_key: str) -> str:
@@ -41,6 +58,7 @@ def _partner_by_digest_sql(alias: str) -> str:
     qn = connections[alias].ops.quote_name
     partner, key = Partner._meta, ApiKey._meta
     columns = ", ".join(f"p.{qn(partner.get_field(name).column)}" for name in PARTNER_FIELDS)
+    columns += f", k.{qn(key.get_field('livemode').column)}"
     return (
         f"SELECT {columns} FROM {qn(key.db_table)} k JOIN {qn(partner.db_table)} p "
         f"ON p.{qn(partner.pk.column)} = k.{qn(key.get_field('partner').column)} "
@@ -50,7 +68,14 @@ def _partner_by_digest_sql(alias: str) -> str:
 
 
 def partner_for_key(raw_key: str | None) -> Partner | None:
-    """The partner owning an unrevoked key, in one query; None for a missing or unknown key.
+    """The partner owning an unrevoked key; None for a missing or unknown key (see key_owner)."""
+    owner = key_owner(raw_key)
+    return owner[0] if owner else None
+
+
+def key_owner(raw_key: str | None) -> tuple[Partner, bool] | None:
+    """The partner owning an unrevoked key and the key's livemode, in one query; None for a
+    missing or unknown key.
 
     Not cached: a revoked key or a disabled partner is refused on the very next call, in every
     process. On PostgreSQL the query is plain SQL (its values need no conversion), which spares
@@ -64,14 +89,14 @@ def partner_for_key(raw_key: str | None) -> Partner | None:
         with connection.cursor() as cursor:
             cursor.execute(_partner_by_digest_sql(alias), [digest])
             row = cursor.fetchone()
-        return Partner.from_db(alias, PARTNER_FIELDS, row) if row else None
+        return (Partner.from_db(alias, PARTNER_FIELDS, row[:-1]), bool(row[-1])) if row else None
     key = (
         ApiKey.objects.select_related("partner")
         .filter(digest=digest, revoked_at__isnull=True)
-        .only("id", *(f"partner__{name}" for name in PARTNER_FIELDS))
+        .only("id", "livemode", *(f"partner__{name}" for name in PARTNER_FIELDS))
         .first()
     )
-    return key.partner if key else None
+    return (key.partner, key.livemode) if key else None
 
 
 def partnership_problem(partner: Partner) -> Problem | None:
@@ -90,13 +115,14 @@ def partnership_problem(partner: Partner) -> Problem | None:
 class PartnerApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request):
         raw = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
-        partner = getattr(request._request, "cm_partner", None)  # resolved once by the middleware
-        if partner is None:
-            partner = partner_for_key(raw)
-        if partner is None:
+        owner = getattr(request._request, "cm_key_owner", None)  # resolved once by the middleware
+        if owner is None:
+            owner = key_owner(raw)
+        if owner is None:
             raise Problem(401, "not_authenticated", "Send a valid API key as 'Authorization: Bearer <apiKey>'.",
                           headers={"WWW-Authenticate": 'Bearer realm="channel-manager"'})
-        return (partner, raw)
+        partner, livemode = owner
+        return (partner, PartnerKey(raw=raw, livemode=livemode))
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="channel-manager"'

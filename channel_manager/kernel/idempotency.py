@@ -26,7 +26,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from channel_manager.kernel.authentication import bearer_token, partner_for_key, partnership_problem
+from channel_manager.kernel.authentication import bearer_token, key_owner, partnership_problem
 from channel_manager.kernel.models import IdempotencyRecord
 from channel_manager.kernel.problems import problem_response, unavailable
 
@@ -84,12 +84,15 @@ class IdempotencyMiddleware:
                 errors=[{"field": "Idempotency-Key", "message": "Must not contain control characters."}],
             )
         try:
-            partner = partner_for_key(bearer_token(request.META.get("HTTP_AUTHORIZATION")))
-            if partner is None or partnership_problem(partner) is not None:
+            owner = key_owner(bearer_token(request.META.get("HTTP_AUTHORIZATION")))
+            if owner is None or partnership_problem(owner[0]) is not None:
                 return self.get_response(request)  # the API answers 401/403; nothing to remember
+            partner, livemode = owner
             request.cm_partner = partner
+            request.cm_key_owner = owner
             fingerprint = request_hash(request)
-            record, claimed = self._claim(partner.pk, key, fingerprint)
+            # Keys are separate per mode (API.md, "Test mode"): a test key's record never answers a live call.
+            record, claimed = self._claim(partner.pk, livemode, key, fingerprint)
         except (OperationalError, InterfaceError):
             return unavailable()
         if not claimed:
@@ -148,19 +151,21 @@ class IdempotencyMiddleware:
         """Free the key, unless a repeat has taken the claim over meanwhile (it is theirs)."""
         IdempotencyRecord.objects.filter(pk=record.pk, locked_at=token, response_status__isnull=True).delete()
 
-    def _claim(self, partner_pk: int, key: str, fingerprint: str) -> tuple[IdempotencyRecord, bool]:
+    def _claim(
+        self, partner_pk: int, livemode: bool, key: str, fingerprint: str
+    ) -> tuple[IdempotencyRecord, bool]:
         now = timezone.now()
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(
-                    partner_id=partner_pk, key=key, request_hash=fingerprint, locked_at=now
+                    partner_id=partner_pk, livemode=livemode, key=key, request_hash=fingerprint, locked_at=now
                 )
             return record, True
         except IntegrityError:
             pass
-        record = IdempotencyRecord.objects.filter(partner_id=partner_pk, key=key).first()
+        record = IdempotencyRecord.objects.filter(partner_id=partner_pk, livemode=livemode, key=key).first()
         if record is None:  # deleted between our insert and read: the first request gave up
-            return self._claim(partner_pk, key, fingerprint)
+            return self._claim(partner_pk, livemode, key, fingerprint)
         stale = now - dt.timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
         expired = now - dt.timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
         if record.created_at < expired or (

@@ -51,6 +51,10 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, help_text="First characters of the key, to tell keys apart.")
     digest = models.CharField(max_length=64, unique=True)
     label = models.CharField(max_length=100, blank=True)
+    # A test key (cmk_test_…) makes test data only (API.md, "Test mode").
+    livemode = models.BooleanField(
+        "live", default=True, help_text="Live keys sell real tickets; test keys (cmk_test_…) make test data only."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
@@ -59,13 +63,15 @@ class ApiKey(models.Model):
         verbose_name = "API key"
 
     def __str__(self) -> str:
-        return f"{self.prefix}… ({'revoked' if self.revoked_at else 'active'})"
+        mode = "" if self.livemode else "test, "
+        return f"{self.prefix}… ({mode}{'revoked' if self.revoked_at else 'active'})"
 
 
 class IdempotencyRecord(models.Model):
     """One Idempotency-Key of one partner: the request it was bound to and the stored response."""
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    livemode = models.BooleanField(default=True)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     locked_at = models.DateTimeField(null=True, blank=True, help_text="Set while the first request runs.")
@@ -76,7 +82,9 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         app_label = "channel_manager"
-        constraints = [models.UniqueConstraint(fields=["partner", "key"], name="idempotency_key_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "livemode", "key"], name="idempotency_key_unique_per_mode")
+        ]
 
     def __str__(self) -> str:
         return self.key

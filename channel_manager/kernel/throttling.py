@@ -1,4 +1,4 @@
-"""Per-partner request rate limiting, so that one partner's burst cannot starve the others.
+"""Per-partner (and per-mode) request rate limiting, so that one partner's burst cannot starve the others.
 
 DRF's SimpleRateThrottle over Django's cache: with the default per-process memory cache each
 web process counts on its own (the effective limit is the rate times the number of processes);
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rest_framework.throttling import SimpleRateThrottle
 
+from channel_manager.kernel.authentication import request_livemode
 from channel_manager.kernel.models import Partner
 
 
@@ -19,4 +20,6 @@ class PartnerRateThrottle(SimpleRateThrottle):
         partner = request.user
         if not isinstance(partner, Partner):
             return None
-        return f"throttle:partner:{partner.pk}"
+        # Per partner and mode: a test suite hammering test mode never throttles live sales.
+        mode = "live" if request_livemode(request) else "test"
+        return f"throttle:partner:{partner.pk}:{mode}"

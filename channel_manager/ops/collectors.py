@@ -22,7 +22,11 @@ class DatabaseCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("cm_metrics_database_up", "1 when the database answered this scrape's queries.")
         try:
-            counts = dict(Order.objects.order_by().values("status").annotate(n=Count("id")).values_list("status", "n"))
+            # Live orders only: test orders are no sales (API.md, "Test mode").
+            counts = dict(
+                Order.objects.filter(livemode=True).order_by().values("status").annotate(n=Count("id"))
+                .values_list("status", "n")
+            )
             stats = queue_stats()
         except DatabaseError as error:
             logger.warning("metrics: database unavailable: %s", type(error).__name__)
@@ -31,7 +35,7 @@ class DatabaseCollector:
             return
         up.add_metric([], 1)
         yield up
-        orders = GaugeMetricFamily("cm_orders", "Orders by status.", labels=["status"])
+        orders = GaugeMetricFamily("cm_orders", "Live orders by status (test orders not counted).", labels=["status"])
         for status in OrderStatus.values:
             orders.add_metric([status], counts.get(status, 0))
         yield orders

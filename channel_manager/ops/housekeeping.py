@@ -19,6 +19,9 @@ transaction log; a backlog is worked off over the following runs. Each returns h
   prune_deleted_orders       tombstones of deleted Draft/Error orders (DeletedOrder) older than
                              TOMBSTONE_RETENTION_DAYS (400): the audit trail outlives a year of
                              finance reporting, then goes (schedule made by migration 0010)
+  prune_test_data            test orders (API.md, "Test mode") older than TEST_DATA_RETENTION_DAYS
+                             (30) with their wallets and events, and test tombstones as old; live
+                             rows never (schedule made by migration 0013)
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ SCHEDULES = {
     "prune-delivery-attempts": "channel_manager.ops.housekeeping.prune_delivery_attempts",
     "prune-events": "channel_manager.ops.housekeeping.prune_events",
     "prune-deleted-orders": "channel_manager.ops.housekeeping.prune_deleted_orders",
+    "prune-test-data": "channel_manager.ops.housekeeping.prune_test_data",
 }
 
 
@@ -130,3 +134,26 @@ def prune_deleted_orders(*, limit: int | None = None) -> int:
         old = DeletedOrder.objects.filter(deleted_at__lt=_ago(days=days))
         deleted = delete_batch(DeletedOrder, old, limit=limit)
         return _done("prune_deleted_orders", deleted, limit)
+
+
+def prune_test_data(*, limit: int | None = None) -> int:
+    """Test orders older than TEST_DATA_RETENTION_DAYS, with their wallets and events (batches
+    of channel_manager.orders.testmode.ORDER_BATCH orders, each its own transaction), then their
+    tombstones; returns how many orders (and tombstones) went."""
+    from channel_manager.orders.models import DeletedOrder
+    from channel_manager.orders.testmode import ORDER_BATCH, delete_test_orders
+
+    limit = batch_size() if limit is None else limit
+    with task_context(request_id=None, operation="task:prune_test_data"):
+        cutoff = _ago(days=getattr(settings, "TEST_DATA_RETENTION_DAYS", 30))
+        # Each order cascades to lines, history, wallets, assets, events: a tenth of the batch.
+        budget = max(1, limit // 10)
+        deleted = 0
+        while deleted < budget:
+            removed = delete_test_orders(created_before=cutoff, limit=min(ORDER_BATCH, budget - deleted))
+            if not removed["orders"]:
+                break
+            deleted += removed["orders"]
+        old = DeletedOrder.objects.filter(livemode=False, deleted_at__lt=cutoff)
+        deleted += delete_batch(DeletedOrder, old, limit=limit - deleted)
+        return _done("prune_test_data", deleted, limit)

@@ -115,9 +115,10 @@ class ExportFilters:
         return q
 
     def order_q(self, prefix: str = "") -> Q:
-        """The filter on orders; `prefix` reaches the order from another model ("order__")."""
+        """The filter on orders; `prefix` reaches the order from another model ("order__").
+        Live orders only: test data never reaches finance (API.md, "Test mode")."""
         column = prefix + DATE_FIELDS[self.date_field]
-        q = Q()
+        q = Q(**{f"{prefix}livemode": True})
         if self.date_field != "created":
             q &= Q(**{f"{column}__isnull": False})
         q &= self._range_q(column)
@@ -129,8 +130,8 @@ class ExportFilters:
 
     def deleted_q(self) -> Q:
         """The filter on tombstones: deleted within the date range (whichever order date the
-        orders export uses), of the partner, with one of the statuses at deletion."""
-        q = self._range_q("deleted_at")
+        orders export uses), of the partner, with one of the statuses at deletion; live only."""
+        q = Q(livemode=True) & self._range_q("deleted_at")
         if self.partner_pk:
             q &= Q(partner_id=self.partner_pk)
         if self.statuses:

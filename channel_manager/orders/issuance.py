@@ -31,12 +31,12 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from catalog.models import Item, ItemType
@@ -46,7 +46,7 @@ from channel_manager.kernel.bulk import update_rows
 from channel_manager.kernel.formats import hhmm
 from channel_manager.kernel.models import Partner
 from channel_manager.orders import metrics, state
-from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, can_transition
+from channel_manager.orders.models import IN_FLIGHT, Order, OrderLine, OrderStatus, TestScenario, can_transition
 from channel_manager.orders.presenters import order_dict
 from channel_manager.orders.selectors import orders_with_contents, unminted_shells_of
 from notifications.services import EventSpec, publish_events
@@ -63,6 +63,12 @@ ITEM_TYPE_WORDS = {
     ItemType.GROUP_TICKET: "group ticket",
     ItemType.PACKAGE: "package",
 }
+
+
+# What a test order with testScenario "error" settles with (API.md, "Test mode").
+SIMULATED_ERROR = (
+    'items[0]: simulated error (testScenario "error"); replace the order without testScenario to issue it'
+)
 
 
 class LineProblem(Exception):
@@ -84,7 +90,14 @@ def issue_due_orders(*, limit: int | None = None) -> dict[int, str] | None:
     """Claim up to `limit` due (Scheduled) orders, oldest first, skipping those another run
     holds, and issue them. Returns {order pk: settled status}, or None when no order was due."""
     limit = limit or settings.ISSUANCE_BATCH_SIZE
-    due = Order.objects.select_for_update(skip_locked=True).filter(status=OrderStatus.SCHEDULED).order_by("pk")
+    # A "slow" test order is due from its issue_after on (channel_manager.orders.scheduling.kick_at).
+    not_yet = Q(issue_after__gt=timezone.now())
+    due = (
+        Order.objects.select_for_update(skip_locked=True)
+        .filter(status=OrderStatus.SCHEDULED)
+        .exclude(not_yet)
+        .order_by("pk")
+    )
     claimed: list[int] = []
 
     def start() -> list[int]:
@@ -194,6 +207,8 @@ def _issue(order_pks: Sequence[int], *, started: float) -> dict[int, str]:
                     f"Issuance did not complete in {max_attempts} attempts because of an internal "
                     "error; replace the order to try again, or contact support."
                 )
+            elif order.test_scenario == TestScenario.ERROR:
+                errors[order.pk] = SIMULATED_ERROR
         active = [order for order in orders if order.pk not in errors]
         lines_of: dict[int, list[OrderLine]] = {order.pk: [] for order in active}
         for line in OrderLine.objects.filter(order__in=active).order_by("order_id", "line_number"):
@@ -210,6 +225,7 @@ def _issue(order_pks: Sequence[int], *, started: float) -> dict[int, str]:
                 errors[order.pk] = problem.message
                 continue
             planned.append(_Planned(order, lines, items, plan))
+        # Test orders draw on the test pool (their claims say so): one call serves both modes.
         refused = reserve_capacity_groups(
             groups=[(entry.order.pk, [claim for _, claim in _tagged_claims(entry)]) for entry in planned]
         )
@@ -225,8 +241,12 @@ def _issue(order_pks: Sequence[int], *, started: float) -> dict[int, str]:
 def _tagged_claims(entry: _Planned) -> list[tuple[int, CapacityClaim]]:
     """The order's capacity claims, line by line, each with its line's index."""
     tagged: list[tuple[int, CapacityClaim]] = []
+    livemode = entry.order.livemode
     for index, line in enumerate(entry.lines):
-        tagged.extend((index, claim) for claim in entry.plan.claims_for_line(line_pk=line.pk))
+        tagged.extend(
+            (index, claim if livemode else replace(claim, livemode=False))
+            for claim in entry.plan.claims_for_line(line_pk=line.pk)
+        )
     return tagged
 
 
@@ -410,7 +430,10 @@ def _settle(orders: Sequence[Order], errors: dict[int, str], *, started: float) 
     publish_events(
         event_type=ORDER_PROCESSED,
         events=[
-            EventSpec(partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)})
+            EventSpec(
+                partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)},
+                livemode=order.livemode,
+            )
             for order in fresh
         ],
     )

@@ -71,12 +71,21 @@ def operation_changes(operation: str, status: str) -> bool:
     return operation_allowed(operation, status) and not is_no_op(operation, status)
 
 
+class TestScenario(models.TextChoices):
+    """Simulated outcomes a test order may ask for (API.md, "Test mode"): test keys only."""
+
+    ERROR = "error"
+    SLOW = "slow"
+
+
 class Order(models.Model):
     # Internal bigint key; it also numbers buyFromOrderReference, so that reference is unique
     # by construction and known from the first INSERT.
     id = models.BigAutoField(primary_key=True)
     order_id = models.UUIDField("orderId", default=uuid.uuid4, unique=True, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="orders")
+    # False for test data (made with a test key, API.md "Test mode"): every partner query filters on it.
+    livemode = models.BooleanField(default=True)
     sell_to_order_reference = models.CharField("sellToOrderReference", max_length=64)
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.SUBMITTED)
     status_message = models.TextField(null=True, blank=True)
@@ -96,17 +105,25 @@ class Order(models.Model):
     # The X-Request-Id of the request that last submitted it: issuance logs under it, so that a
     # partner's request can be followed into the batch that issued its order.
     request_id = models.CharField(max_length=128, blank=True, default="")
+    # A test order's simulated outcome (testScenario), kept across replaces until changed.
+    test_scenario = models.CharField(max_length=8, choices=TestScenario.choices, blank=True, default="")
+    # Not issued before this moment ("slow" test orders): the queue skips it until then, so no
+    # worker waits for it.
+    issue_after = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         app_label = "channel_manager"
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["partner", "sell_to_order_reference"], name="order_unique_partner_reference"
+                fields=["partner", "livemode", "sell_to_order_reference"], name="order_unique_partner_mode_reference"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(livemode=False) | models.Q(test_scenario=""), name="order_test_scenario_test_only"
             ),
         ]
         indexes = [
-            models.Index(fields=["partner", "-id"], name="order_partner_newest"),
+            models.Index(fields=["partner", "livemode", "-id"], name="order_partner_mode_newest"),
             models.Index(fields=["status", "updated_at"], name="order_status_updated"),
             # The issuance queue: Scheduled orders, oldest first.
             models.Index(fields=["id"], condition=models.Q(status="Scheduled"), name="order_due"),
@@ -242,6 +259,7 @@ class DeletedOrder(models.Model):
     # The deleted order's internal key: it numbered buyFromOrderReference (CM-00000042).
     order_pk = models.BigIntegerField("order number")
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="deleted_orders")
+    livemode = models.BooleanField(default=True)
     sell_to_order_reference = models.CharField("sellToOrderReference", max_length=64)
     buy_from_order_reference = models.CharField("buyFromOrderReference", max_length=16)
     payment_reference = models.CharField("paymentReference", max_length=128, null=True, blank=True)

@@ -67,6 +67,7 @@ def order_dict(order: Order) -> dict[str, Any]:
         "partnerId": order.partner.partner_id,
         "sellToOrderReference": order.sell_to_order_reference,
         "buyFromOrderReference": order.buy_from_order_reference,
+        "livemode": order.livemode,
         "status": order.status,
         "statusMessage": order.status_message,
         "paymentReference": order.payment_reference,

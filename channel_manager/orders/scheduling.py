@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.brokers.orm import ORM
 from django_q.tasks import async_task
 
 from channel_manager.kernel.logs import request_id_kwargs
@@ -53,6 +55,9 @@ def submit(
                 also_save=also_save, at=at,
             )
         kick_after_commit()
+        if order.issue_after is not None:  # a "slow" test order: due later, and a run then
+            when = order.issue_after
+            transaction.on_commit(lambda: kick_at(when), robust=True)
 
 
 def enqueue_issuance(orders: Sequence[Order]) -> None:
@@ -80,6 +85,32 @@ def kick(*, force: bool = False) -> bool:
         if not _raise_signal():
             return False
         async_task(ISSUE_DUE_TASK, group="issuance", task_name="issue-due-orders", **request_id_kwargs())
+    return True
+
+
+class _NotBeforeBroker(ORM):
+    """django-q2's ORM broker hands a queued task out once its `lock` has passed; enqueued with
+    the lock at a moment to come, the task waits in the queue until then, holding no worker."""
+
+    def __init__(self, *, not_before: dt.datetime, list_key: str | None = None) -> None:
+        super().__init__(list_key=list_key)
+        self.not_before = not_before
+
+    def enqueue(self, task):
+        return self.get_connection().create(key=self.list_key, payload=task, lock=self.not_before).pk
+
+
+def kick_at(when: dt.datetime) -> bool:
+    """Queue an issuance run that starts no earlier than `when` (a "slow" test order's
+    issue_after). Only on the ORM broker (ours); elsewhere the sweeper kicks for the order once
+    it has waited ISSUANCE_STUCK_SECONDS. True when a run was queued."""
+    broker = get_broker()
+    if type(broker) is not ORM:
+        return False
+    async_task(
+        ISSUE_DUE_TASK, group="issuance", task_name="issue-due-orders-later",
+        broker=_NotBeforeBroker(not_before=when, list_key=broker.list_key), **request_id_kwargs(),
+    )
     return True
 
 

@@ -69,12 +69,16 @@ def parse_order_id(value: str) -> uuid.UUID | None:
         return None
 
 
-def get_partner_order(*, partner: Partner, order_id: str, with_contents: bool = True) -> Order | None:
-    """The partner's own order, or None: another partner's order is as absent as a missing one."""
+def get_partner_order(
+    *, partner: Partner, order_id: str, with_contents: bool = True, livemode: bool = True
+) -> Order | None:
+    """The partner's own order of this mode, or None: another partner's order, or one of the
+    other mode (a test order asked for with a live key, and the reverse), is as absent as a
+    missing one."""
     parsed = parse_order_id(order_id)
     if parsed is None:
         return None
-    queryset = Order.objects.filter(partner=partner, order_id=parsed)
+    queryset = Order.objects.filter(partner=partner, livemode=livemode, order_id=parsed)
     if with_contents:
         queryset = orders_with_contents(queryset)
     return queryset.first()
@@ -83,11 +87,12 @@ def get_partner_order(*, partner: Partner, order_id: str, with_contents: bool = 
 def find_partner_orders(
     *,
     partner: Partner,
+    livemode: bool = True,
     sell_to_order_reference: str | None = None,
     status: str | None = None,
     updated_since: dt.datetime | None = None,
 ) -> QuerySet[Order]:
-    queryset = Order.objects.filter(partner=partner)
+    queryset = Order.objects.filter(partner=partner, livemode=livemode)
     if sell_to_order_reference:
         queryset = queryset.filter(sell_to_order_reference=sell_to_order_reference)
     if status:

@@ -35,6 +35,7 @@ from channel_manager.orders.models import (
     OrderLine,
     OrderStatus,
     OrderWallet,
+    TestScenario,
     is_no_op,
     operation_allowed,
 )
@@ -82,6 +83,21 @@ class OrderInput:
     lines: tuple[LineInput, ...]
     payment_reference: str | None = None
     customer: dict[str, Any] | None = None
+    # A test order's simulated outcome (TestScenario), "" for none; refused on live orders.
+    test_scenario: str = ""
+
+
+# How long a "slow" test order stays in flight before it is issued (API.md, "Test mode").
+SLOW_TEST_SECONDS = 10
+
+
+def _apply_test_scenario(order: Order, scenario: str, *, now: dt.datetime) -> None:
+    """Set the order's testScenario; a "slow" one is not issued before SLOW_TEST_SECONDS from
+    now (the queue skips it until then, so no worker waits)."""
+    if scenario and order.livemode:
+        raise ValidationFailed([{"field": "testScenario", "message": "Only test keys (cmk_test_…) may send it."}])
+    order.test_scenario = scenario
+    order.issue_after = now + dt.timedelta(seconds=SLOW_TEST_SECONDS) if scenario == TestScenario.SLOW else None
 
 
 def wallets_issued_by(item_type: str, quantity: int) -> int:
@@ -161,15 +177,19 @@ def _check_lines(lines: tuple[LineInput, ...], *, fresh: bool = False) -> dict[s
     return items
 
 
-def _check_references_free(*, partner: Partner, lines: tuple[LineInput, ...], order: Order | None = None) -> None:
-    """An external reference may not be live on another order of the partner."""
+def _check_references_free(
+    *, partner: Partner, lines: tuple[LineInput, ...], order: Order | None = None, livemode: bool = True
+) -> None:
+    """An external reference may not be live on another order of the partner (of the same mode)."""
     where: dict[str, str] = {}
     for i, line in enumerate(lines):
         for j, ref in enumerate(line.external_reference_numbers or ()):
             where[ref] = f"items[{i}].wallet.externalReferenceNumbers[{j}]"
     if not where:
         return
-    taken = Wallet.objects.filter(partner=partner, destroyed_at__isnull=True, external_reference_number__in=list(where))
+    taken = Wallet.objects.filter(
+        partner=partner, livemode=livemode, destroyed_at__isnull=True, external_reference_number__in=list(where)
+    )
     if order is not None:
         taken = taken.exclude(pk__in=order_wallet_ids(order=order))
     in_use = sorted(taken.values_list("external_reference_number", flat=True))
@@ -205,6 +225,7 @@ def _write_lines_and_wallets(*, order: Order, lines: tuple[LineInput, ...], item
     ]
     shells = create_shells(
         partner_pk=order.partner_id,
+        livemode=order.livemode,
         snapshot=HolderSnapshot.of_customer(
             order.customer,
             sell_to_order_reference=order.sell_to_order_reference,
@@ -279,10 +300,14 @@ def _partner_actor(partner: Partner) -> str:
     return f"partner:{partner.partner_id}"
 
 
-def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None = None) -> Order:
+def create_order(
+    *, partner: Partner, order_input: OrderInput, actor: str | None = None, livemode: bool = True
+) -> Order:
     """Accept an order: validate it, persist it with its wallet shells, and queue its issuance
     in the same transaction. It is answered as accepted (Submitted); its row is already
     Scheduled, and its history says both (channel_manager.orders.scheduling.submit).
+    `livemode` False makes a test order (API.md, "Test mode"): same path, its own references,
+    capacity pool and events.
 
     A duplicate partner reference or an external reference live elsewhere is caught by the
     database's unique constraints (which also settle concurrent submissions); only then do we
@@ -293,6 +318,7 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
             now = timezone.now()
             order = Order(
                 partner=partner,
+                livemode=livemode,
                 sell_to_order_reference=order_input.sell_to_order_reference,
                 payment_reference=order_input.payment_reference or None,
                 customer=order_input.customer,
@@ -300,17 +326,20 @@ def create_order(*, partner: Partner, order_input: OrderInput, actor: str | None
                 created_at=now,
                 request_id=current_request_id() or "",
             )
+            _apply_test_scenario(order, order_input.test_scenario, now=now)
             scheduling.submit(order, actor=actor or _partner_actor(partner), at=now)
             _write_lines_and_wallets(order=order, lines=order_input.lines, items=items)
     except IntegrityError:
         existing = (
-            Order.objects.filter(partner=partner, sell_to_order_reference=order_input.sell_to_order_reference)
+            Order.objects.filter(
+                partner=partner, livemode=livemode, sell_to_order_reference=order_input.sell_to_order_reference
+            )
             .values_list("order_id", flat=True)
             .first()
         )
         if existing:
             raise DuplicateOrder(order_id=existing, reference=order_input.sell_to_order_reference) from None
-        _check_references_free(partner=partner, lines=order_input.lines)
+        _check_references_free(partner=partner, lines=order_input.lines, livemode=livemode)
         _check_lines(order_input.lines, fresh=True)  # an item removed since the snapshot
         raise
     order.partner = partner
@@ -369,7 +398,7 @@ def confirm_order(*, order: Order, payment_reference: str, actor: str | None = N
 # What replace_order resets, written with the status in one UPDATE.
 REPLACED_FIELDS = (
     "payment_reference", "customer", "status_message", "total_amount", "issued_at", "issuance_attempts",
-    "request_id", "hold_expires_at",
+    "request_id", "hold_expires_at", "test_scenario", "issue_after",
 )
 
 
@@ -385,7 +414,7 @@ def replace_order(*, order: Order, order_input: OrderInput, actor: str | None = 
         return _replace_locked(order=order, order_input=order_input, items=items, actor=actor)
     except IntegrityError:
         # Rolled back: the order's own wallets are live again, so exclude them from the check.
-        _check_references_free(partner=order.partner, lines=order_input.lines, order=order)
+        _check_references_free(partner=order.partner, lines=order_input.lines, order=order, livemode=order.livemode)
         _check_lines(order_input.lines, fresh=True)  # an item removed since the snapshot
         raise
 
@@ -395,7 +424,7 @@ def _replace_locked(*, order: Order, order_input: OrderInput, items: dict[str, I
         order = _lock(order)
         if not operation_allowed("replace", order.status):
             raise InvalidState(status=order.status, operation="replace")
-        _check_references_free(partner=order.partner, lines=order_input.lines, order=order)
+        _check_references_free(partner=order.partner, lines=order_input.lines, order=order, livemode=order.livemode)
         _destroy_wallets(order)
         order.lines.all().delete()
         order.payment_reference = order_input.payment_reference or None
@@ -406,6 +435,7 @@ def _replace_locked(*, order: Order, order_input: OrderInput, items: dict[str, I
         order.issuance_attempts = 0
         order.request_id = current_request_id() or ""
         order.hold_expires_at = None  # a new hold starts if it settles Draft again
+        _apply_test_scenario(order, order_input.test_scenario, now=timezone.now())
         # Submitted and at once queued again (Scheduled); answered as Submitted.
         scheduling.submit(
             order, actor=actor or _partner_actor(order.partner), message="replaced",
@@ -456,6 +486,7 @@ def _write_tombstone(order: Order, *, actor: str, reason: str) -> DeletedOrder:
         order_id=order.order_id,
         order_pk=order.pk,
         partner=order.partner,
+        livemode=order.livemode,
         sell_to_order_reference=order.sell_to_order_reference,
         buy_from_order_reference=order.buy_from_order_reference,
         payment_reference=order.payment_reference,
@@ -536,7 +567,10 @@ def _expire_holds(orders: list[Order], *, now: dt.datetime) -> None:
     publish_events(
         event_type=ORDER_PROCESSED,
         events=[
-            EventSpec(partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)})
+            EventSpec(
+                partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)},
+                livemode=order.livemode,
+            )
             for order in fresh
         ],
     )

@@ -83,7 +83,9 @@ def sweep_stuck_orders(*, limit: int = SWEEP_BATCH) -> int:
         processing = [order for order in stuck if order.status == OrderStatus.PROCESSING]
         state.transition(processing, OrderStatus.SCHEDULED, actor="sweeper", message="re-enqueued by sweeper")
         enqueue_issuance(submitted)
-    waiting = Order.objects.filter(status=OrderStatus.SCHEDULED, updated_at__lt=cutoff).exists()
+    waiting = (
+        Order.objects.filter(status=OrderStatus.SCHEDULED, updated_at__lt=cutoff).exclude(issue_after__gt=now).exists()
+    )
     if stuck or waiting:
         scheduling.kick(force=True)
     if stuck:

@@ -32,10 +32,12 @@ WRONG_DATE = "wrong_date"
 OUTSIDE_SLOT = "outside_slot"
 ALREADY_REDEEMED = "already_redeemed"
 NOT_ADMITTED_HERE = "not_admitted_here"
+TEST_TICKET = "test_ticket"  # made with a test key (API.md, "Test mode"): never admits
 
 # How far each refusal got through the checks: for a wallet reference, the ticket that came
 # closest to admission names the reason (a used ticket says more than one for another gate).
 _STAGE = {VOID: 0, NOT_ADMITTED_HERE: 1, WRONG_DATE: 2, NOT_VALID_YET: 3, OUTSIDE_SLOT: 3, ALREADY_REDEEMED: 4}
+_STAGE[TEST_TICKET] = -1  # a test code says so only when no live wallet shares its reference
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ def _admit_first(*, device: GateDevice, candidates: Iterable[Asset], at: dt.date
 
 def refusal(*, device: GateDevice, asset: Asset, wallet: Wallet, at: dt.datetime) -> str | None:
     """Why `device` may not admit `asset` at `at`, or None. Dates and times are the venue's."""
+    if not wallet.livemode:
+        return TEST_TICKET
     if wallet.validity == WalletValidity.VOID or wallet.destroyed_at is not None:
         return VOID
     if wallet.validity == WalletValidity.PENDING:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from catalog.models import Venue
 from channel_manager.kernel import partners
-from channel_manager.kernel.authentication import partner_for_key
+from channel_manager.kernel.authentication import key_owner, partner_for_key
 from channel_manager.kernel.models import Partner
 
 DEMO_PARTNER_ID = "demo-travel"
@@ -33,6 +33,12 @@ DEMO_CATALOG = Path(settings.BASE_DIR) / "catalog" / "data" / "demo_catalog.json
 def default_key_file() -> Path:
     """Beside the SQLite database, so that each SQLITE_PATH keeps its own demo key."""
     return Path(settings.SQLITE_PATH).parent / "demo_api_key"
+
+
+def test_key_file(key_file: Path) -> Path:
+    """The demo test key's file, beside the live key's (demo_api_key -> demo_test_api_key)."""
+    return key_file.with_name(key_file.name.replace("api_key", "test_api_key", 1)
+                              if "api_key" in key_file.name else key_file.name + ".test")
 
 
 def venue_today() -> dt.date:
@@ -90,7 +96,19 @@ class Command(BaseCommand):
             self.stderr.write(f"Demo catalog {DEMO_CATALOG} not found; skipping the catalog.")
 
         raw_key = self.demo_key(key_file)
-        self.print_instructions(raw_key, key_file, port)
+        test_key = self.demo_test_key(test_key_file(key_file))
+        self.print_instructions(raw_key, key_file, port, test_key=test_key)
+
+    def demo_test_key(self, path: Path) -> str:
+        """The demo partner's test key (test mode: test orders only), kept beside the live key."""
+        partner = Partner.objects.get(partner_id=DEMO_PARTNER_ID)
+        raw_key = read_key(path)
+        owner = key_owner(raw_key)
+        if owner is not None and owner[0].pk == partner.pk and owner[1] is False:
+            return raw_key
+        _, raw_key = partners.issue_api_key(partner=partner, label="demo test key", livemode=False)
+        write_key(path, raw_key)
+        return raw_key
 
     def demo_key(self, key_file: Path) -> str:
         partner = Partner.objects.filter(partner_id=DEMO_PARTNER_ID).first()
@@ -122,7 +140,7 @@ class Command(BaseCommand):
         )
         return raw_key
 
-    def print_instructions(self, raw_key: str, key_file: Path, port: str) -> None:
+    def print_instructions(self, raw_key: str, key_file: Path, port: str, *, test_key: str = "") -> None:
         base = f"http://127.0.0.1:{port}"
         visit_date = (venue_today() + dt.timedelta(days=7)).isoformat()
         auth = shlex.quote(f"Authorization: Bearer {raw_key}")
@@ -138,6 +156,8 @@ class Command(BaseCommand):
             f"Demo partner: {DEMO_PARTNER_ID}",
             f"API key:      {raw_key}",
             f"              (kept in {key_file})",
+            f"Test key:     {test_key}",
+            "              (test mode: test orders only, never live tickets; see README \"Test mode\")",
             "",
             "Create an order (answers 202 with a Location header):",
             "",

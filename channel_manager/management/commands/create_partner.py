@@ -51,8 +51,8 @@ def validate_partner_id(value: str) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Create a partnership and print its first API key. The key is shown only this once "
-        "and stored as a hash."
+        "Create a partnership and print its first live API key and test key. The keys are shown "
+        "only this once and stored as hashes."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -70,7 +70,7 @@ class Command(BaseCommand):
             "--json",
             action="store_true",
             dest="as_json",
-            help='Print one line {"partnerId": ..., "apiKey": ...} instead of text.',
+            help='Print one line {"partnerId": ..., "apiKey": ..., "testApiKey": ...} instead of text.',
         )
 
     def handle(
@@ -87,14 +87,16 @@ class Command(BaseCommand):
         if Partner.objects.filter(partner_id=partner_id).exists():
             raise CommandError(f"A partner with partnerId {partner_id!r} already exists.")
         try:
-            partner, raw_key = partners.create_partner(
+            partner, raw_key, test_key = partners.create_partner_with_test_key(
                 partner_id=partner_id, name=name, active_from=starts
             )
         except IntegrityError as exc:  # created concurrently since the check above
             raise CommandError(f"A partner with partnerId {partner_id!r} already exists.") from exc
 
         if as_json:
-            self.stdout.write(json.dumps({"partnerId": partner.partner_id, "apiKey": raw_key}))
+            self.stdout.write(
+                json.dumps({"partnerId": partner.partner_id, "apiKey": raw_key, "testApiKey": test_key})
+            )
             return
         self.stdout.write(
             f"Created partner {partner.partner_id} ({partner.name}), "
@@ -102,3 +104,5 @@ class Command(BaseCommand):
         )
         self.stdout.write("API key (shown only now; store it safely):")
         self.stdout.write(raw_key)
+        self.stdout.write("Test API key (test mode: test data only, never live tickets; shown only now):")
+        self.stdout.write(test_key)

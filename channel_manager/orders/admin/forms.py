@@ -207,6 +207,15 @@ class PartnerCreateForm(forms.Form):
 
 class IssueKeyForm(forms.Form):
     label = forms.CharField(max_length=100, required=False, help_text="To tell the partner's keys apart.")
+    mode = forms.ChoiceField(
+        choices=[("live", "Live key (sells real tickets)"), ("test", "Test key (cmk_test_…: test data only)")],
+        initial="live", required=False,
+        help_text="A test key makes test orders only: a separate capacity pool, never in finance, refused at the gate.",
+    )
+
+    @property
+    def livemode(self) -> bool:
+        return self.cleaned_data.get("mode") != "test"
 
 
 # --------------------------------------------------------------------------------------------

@@ -100,6 +100,41 @@ class VisitDateFilter(admin.SimpleListFilter):
         return queryset.filter(Exists(lines))
 
 
+class ModeFilter(admin.SimpleListFilter):
+    """Live orders by default: test orders (made with a test key) only when asked for."""
+
+    title = "mode"
+    parameter_name = "mode"
+
+    def lookups(self, request, model_admin):
+        return [("live", "Live"), ("test", "Test"), ("all", "All")]
+
+    def chosen(self) -> str:
+        return self.value() if self.value() in ("live", "test", "all") else "live"
+
+    def choices(self, changelist):
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.chosen() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        chosen = self.chosen()
+        if chosen == "all":
+            return queryset
+        return queryset.filter(livemode=chosen == "live")
+
+
+# Test orders and keys are badged wherever staff see them (API.md, "Test mode").
+TEST_BADGE = format_html(
+    '<strong class="cm-test-badge" style="background: {}; color: #fff; padding: 1px 6px; '
+    'border-radius: 3px; font-size: 0.8em">TEST</strong>',
+    "#6a1b9a",
+)
+
+
 STATUS_COLOURS = {
     OrderStatus.ERROR: "#ba2121",
     OrderStatus.DRAFT: "#b36b00",
@@ -222,7 +257,7 @@ class OrderAdmin(OrderActionsMixin, OrderExportMixin, ReadOnlyAdminMixin, admin.
         "total_amount", "currency", "created_at", "updated_at",
     ]
     list_display_links = ["buy_from_reference", "sell_to_order_reference"]
-    list_filter = ["status", "partner", VisitDateFilter, ("created_at", DateFieldListFilter)]
+    list_filter = [ModeFilter, "status", "partner", VisitDateFilter, ("created_at", DateFieldListFilter)]
     list_select_related = ["partner"]
     # get_search_results does the searching; a field here makes the admin show the search box.
     search_fields = ["sell_to_order_reference"]
@@ -238,11 +273,12 @@ class OrderAdmin(OrderActionsMixin, OrderExportMixin, ReadOnlyAdminMixin, admin.
         ]}),
         ("Payment and customer", {"fields": ["payment_reference", "customer_display", "currency", "total_amount"]}),
         ("Dates", {"fields": ["created_at", "updated_at", "issued_at", "cancelled_at", "issuance_attempts"]}),
+        ("Test mode", {"fields": ["livemode", "test_scenario"]}),
     ]
     readonly_fields = [
         "buy_from_reference", "order_id", "partner", "sell_to_order_reference", "status_badge", "status_message",
         "payment_reference", "customer_display", "currency", "total_amount", "created_at", "updated_at",
-        "issued_at", "cancelled_at", "issuance_attempts",
+        "issued_at", "cancelled_at", "issuance_attempts", "livemode", "test_scenario",
     ]
 
     # -- permissions: read-only form; changes only through the actions --------------------------
@@ -296,7 +332,8 @@ class OrderAdmin(OrderActionsMixin, OrderExportMixin, ReadOnlyAdminMixin, admin.
     @admin.display(description="status", ordering="status")
     def status_badge(self, order: Order) -> str:
         colour = STATUS_COLOURS.get(order.status, "#205067")
-        return format_html('<strong class="cm-status" style="color: {}">{}</strong>', colour, order.status)
+        badge = format_html('<strong class="cm-status" style="color: {}">{}</strong>', colour, order.status)
+        return badge if order.livemode else format_html("{} {}", TEST_BADGE, badge)
 
     @admin.display(description="statusMessage")
     def message_excerpt(self, order: Order) -> str:

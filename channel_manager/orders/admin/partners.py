@@ -23,13 +23,19 @@ from channel_manager.kernel.admin import (
     no_store,
 )
 from channel_manager.kernel.models import ApiKey, Partner
+from channel_manager.orders import testmode
 from channel_manager.orders.admin.forms import (
     IssueKeyForm,
     PartnerChangeForm,
     PartnerCreateForm,
 )
+from channel_manager.orders.admin.orders import TEST_BADGE
 
 VIEW_API_KEYS = "channel_manager.view_apikey"
+
+
+def key_mode(key: ApiKey) -> str:
+    return "live" if key.livemode else TEST_BADGE
 
 
 class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -39,9 +45,13 @@ class ApiKeyInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ApiKey
     extra = 0
     can_delete = False
-    fields = ["prefix", "label", "created_at", "revoked_at", "revoke_link"]
+    fields = ["prefix", "mode", "label", "created_at", "revoked_at", "revoke_link"]
     readonly_fields = fields
     ordering = ["-created_at"]
+
+    @admin.display(description="mode")
+    def mode(self, key: ApiKey) -> str:
+        return key_mode(key)
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm(VIEW_API_KEYS)
@@ -95,6 +105,10 @@ class PartnerAdmin(admin.ModelAdmin):
         return [
             path("<path:object_id>/issue-key/", wrap(self.issue_key_view), name="channel_manager_partner_issue_key"),
             path(
+                "<path:object_id>/purge-test-data/", wrap(self.purge_test_data_view),
+                name="channel_manager_partner_purge_test_data",
+            ),
+            path(
                 "<path:object_id>/revoke-key/<int:key_pk>/",
                 wrap(self.revoke_key_view),
                 name="channel_manager_partner_revoke_key",
@@ -109,7 +123,44 @@ class PartnerAdmin(admin.ModelAdmin):
             if self.has_issue_key_permission(request)
             else []
         )
+        if self.has_purge_test_data_permission(request):
+            extra_context["cm_object_tools"].append(
+                ("Purge test data…", reverse("admin:channel_manager_partner_purge_test_data", args=[object_id]))
+            )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def has_purge_test_data_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("channel_manager.delete_order")
+
+    def purge_test_data_view(self, request, object_id):
+        """Remove every test row of one partner (channel_manager.orders.testmode), after a
+        confirmation page that names the counts. Live rows are never touched."""
+        partner = self._partner_or_404(request, object_id)
+        if not self.has_purge_test_data_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            removed = testmode.purge_partner_test_data(partner=partner)
+            summary = ", ".join(f"{count} {what}" for what, count in removed.items())
+            log_action(request, partner, CHANGE, f"Purged test data: {summary}.")
+            self.message_user(request, f"Test data of {partner.partner_id} purged: {summary}.", messages.SUCCESS)
+            return HttpResponseRedirect(admin_url(partner))
+        counts = testmode.count_test_data(partner=partner)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": partner,
+            "title": f"Purge the test data of {partner.partner_id}?",
+            "intro": (
+                "This deletes " + ", ".join(f"{count} {what}" for what, count in counts.items())
+                + ". Live orders, wallets, events and keys are not touched; test keys stay valid. "
+                "This cannot be undone."
+            ),
+            "submit_label": "Yes, purge the test data",
+            "danger": True,
+            "cancel_url": admin_url(partner),
+            "already_done": "" if counts.total else f"{partner.partner_id} has no test data.",
+        }
+        return TemplateResponse(request, OBJECT_ACTION_TEMPLATE, context)
 
     def add_view(self, request, form_url="", extra_context=None):
         """Create a partnership through services.create_partner; the response shows its first
@@ -158,8 +209,10 @@ class PartnerAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = IssueKeyForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            key, raw = partners.issue_api_key(partner=partner, label=form.cleaned_data["label"])
-            log_action(request, partner, CHANGE, f"Issued API key {key.prefix}…")
+            key, raw = partners.issue_api_key(
+                partner=partner, label=form.cleaned_data["label"], livemode=form.livemode
+            )
+            log_action(request, partner, CHANGE, f"Issued {'' if key.livemode else 'test '}API key {key.prefix}…")
             return self.keys_issued_response(request, [(partner, raw)])
         context = {
             **self.admin_site.each_context(request),
@@ -230,8 +283,10 @@ class PartnerAdmin(admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             issued = []
             for partner in chosen:
-                key, raw = partners.issue_api_key(partner=partner, label=form.cleaned_data["label"])
-                log_action(request, partner, CHANGE, f"Issued API key {key.prefix}…")
+                key, raw = partners.issue_api_key(
+                    partner=partner, label=form.cleaned_data["label"], livemode=form.livemode
+                )
+                log_action(request, partner, CHANGE, f"Issued {'' if key.livemode else 'test '}API key {key.prefix}…")
                 issued.append((partner, raw))
             return self.keys_issued_response(request, issued)
         return confirmation_page(
@@ -246,16 +301,20 @@ class PartnerAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Keys by prefix; the digest is never shown. Keys are issued from the partner page."""
 
-    list_display = ["prefix", "partner", "label", "created_at", "revoked_at"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "partner"]
+    list_display = ["prefix", "partner", "mode", "label", "created_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "livemode", "partner"]
     list_select_related = ["partner"]
     search_fields = ["prefix", "label", "partner__partner_id"]
-    fields = ["partner", "prefix", "label", "created_at", "revoked_at"]
+    fields = ["partner", "prefix", "livemode", "label", "created_at", "revoked_at"]
     readonly_fields = fields
     actions = ["revoke_keys"]
 
     def has_revoke_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("channel_manager.change_apikey")
+
+    @admin.display(description="mode", ordering="livemode")
+    def mode(self, key: ApiKey) -> str:
+        return key_mode(key)
 
     @admin.action(description="Revoke the selected keys…", permissions=["revoke"])
     def revoke_keys(self, request, queryset):

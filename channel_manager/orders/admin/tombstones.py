@@ -55,7 +55,7 @@ class DeletedOrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "total_amount", "currency", "actor", "deleted_at",
     ]
     list_display_links = ["buy_from_order_reference", "sell_to_order_reference"]
-    list_filter = ["status", "partner", ("deleted_at", DateFieldListFilter)]
+    list_filter = ["livemode", "status", "partner", ("deleted_at", DateFieldListFilter)]
     list_select_related = ["partner"]
     # get_search_results does the searching; a field here makes the admin show the search box.
     search_fields = ["sell_to_order_reference"]

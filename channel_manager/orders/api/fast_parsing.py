@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 import msgspec
 from django.core.exceptions import ValidationError
@@ -73,6 +73,7 @@ class OrderRequest(TypedDict):
     paymentReference: NotRequired[KeptPaymentReference | None]
     customer: NotRequired[Customer | None]
     items: Annotated[list[Line], msgspec.Meta(min_length=1, max_length=50)]
+    testScenario: NotRequired[Literal["error", "slow"] | None]
 
 
 class ReplaceOrderRequest(OrderRequest):

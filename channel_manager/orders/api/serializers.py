@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from channel_manager.kernel.api import ProblemSerializer, StrictCharField
-from channel_manager.orders.models import OrderStatus
+from channel_manager.orders.models import OrderStatus, TestScenario
 
 # \Z, not $: `$` also matches before a trailing newline, which let "ACME-T-1\n" through.
 REFERENCE_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}\Z")
@@ -137,6 +137,11 @@ class OrderRequestSerializer(serializers.Serializer):
     )
     customer = CustomerSerializer(required=False, allow_null=True)
     items = serializers.ListField(child=LineSerializer(), min_length=1, max_length=50)
+    testScenario = serializers.ChoiceField(
+        choices=TestScenario.choices, required=False, allow_null=True,
+        help_text='Test keys only (a live key gets 400 validation_error): "error" settles the order in Error '
+        '(statusMessage names items[0]); "slow" keeps it in flight for about 10 s, then issues it normally.',
+    )
 
 
 @extend_schema_serializer(component_name="ReplaceOrder")
@@ -221,6 +226,7 @@ class OrderSerializer(serializers.Serializer):
     partnerId = serializers.CharField()
     sellToOrderReference = serializers.CharField()
     buyFromOrderReference = serializers.CharField()
+    livemode = serializers.BooleanField(help_text="false for a test order (made with a test key).")
     status = serializers.ChoiceField(choices=OrderStatus.choices)
     statusMessage = serializers.CharField(allow_null=True)
     paymentReference = serializers.CharField(allow_null=True)

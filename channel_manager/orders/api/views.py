@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channel_manager.kernel.api import IDEMPOTENCY_HEADER, problem_responses
+from channel_manager.kernel.authentication import request_livemode
 from channel_manager.kernel.cursors import CURSOR_ERROR, BadCursor, cursor_row_id, decode_cursor, encode_cursor
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import Problem, flatten_errors, validation_problem
@@ -71,6 +72,7 @@ def order_input_from(data: dict[str, Any]) -> services.OrderInput:
         payment_reference=data.get("paymentReference") or None,
         customer=customer,
         lines=tuple(lines),
+        test_scenario=data.get("testScenario") or "",
     )
 
 
@@ -86,14 +88,21 @@ class PartnerAPIView(APIView):
     def partner(self) -> Partner:
         return self.request.user
 
+    @property
+    def livemode(self) -> bool:
+        """False under a test key: it sees and makes test orders only (API.md, "Test mode")."""
+        return request_livemode(self.request)
+
     def get_order(self, order_id: str, *, with_contents: bool = False) -> Order:
-        order = selectors.get_partner_order(partner=self.partner, order_id=order_id, with_contents=with_contents)
+        order = selectors.get_partner_order(
+            partner=self.partner, livemode=self.livemode, order_id=order_id, with_contents=with_contents
+        )
         if order is None:
             raise Problem(404, "not_found", "No such order.")
         return order
 
     def render_order(self, order: Order, status_code: int = 200, headers: dict | None = None) -> Response:
-        fresh = selectors.get_partner_order(partner=self.partner, order_id=str(order.order_id))
+        fresh = selectors.get_partner_order(partner=self.partner, livemode=self.livemode, order_id=str(order.order_id))
         return Response(order_dict(fresh), status=status_code, headers=headers)
 
 
@@ -112,7 +121,7 @@ class OrderCollectionView(PartnerAPIView):
         body = request.data
         check_partner(body, self.partner)
         data = fast_parsing.parse(s.OrderRequestSerializer, body)
-        order = services.create_order(partner=self.partner, order_input=order_input_from(data))
+        order = services.create_order(partner=self.partner, order_input=order_input_from(data), livemode=self.livemode)
         # The service leaves the rows it wrote on the order: render them without reading back.
         location = f"/channelManager/{order.order_id}"
         return Response(order_dict(order), status=status.HTTP_202_ACCEPTED, headers={"Location": location})
@@ -141,6 +150,7 @@ class OrderCollectionView(PartnerAPIView):
         limit = params.get("limit", PAGE_SIZE)
         queryset = selectors.find_partner_orders(
             partner=self.partner,
+            livemode=self.livemode,
             sell_to_order_reference=params.get("sellToOrderReference"),
             status=params.get("status"),
             updated_since=params.get("updatedSince"),
