@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('channel_manager', '0013_test_mode'),
-        ('wallets', '0004_gate_devices_and_scans'),
+        ('wallets', '0006_gate_signing_keys'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channel_manager', '0012_hold_expiry_schedule'),
+        ('channel_manager', '0013_test_mode'),
     ]
 
     operations = [
