@@ -12,13 +12,18 @@ first, a device reads up to 11, then T1 commits id 10 and the device never sees 
 
 So on PostgreSQL each row also carries its writing transaction's id (`txid`,
 pg_current_xact_id()), the feed is ordered by (txid, id), and a read returns only rows whose
-txid is below the xmin of the reading statement's own snapshot: the oldest transaction still
-running at that moment. Every transaction below xmin has ended (committed and visible to that
-snapshot, or rolled back), and every transaction that has not ended yet, or starts later, has a
-txid of at least xmin. Any row that can still appear therefore sorts after everything this read
-returned, and a cursor naming the last row returned can never be overtaken. The price is delay,
-never loss: a change waits until every transaction older than it has ended (a long transaction
-anywhere in the database holds the feed back while it runs). This is how PgQ reads its queues.
+txid is below a bound taken from the reading statement's own snapshot: the lowest transaction
+that snapshot does not see as ended, i.e. the least of its xmax (no transaction from there on
+had ended) and its in-progress list (xip). Every transaction below the bound has ended
+(committed and visible to that snapshot, or rolled back), and every transaction that has not
+ended yet, or starts later, has a txid at or above it. Any row that can still appear therefore
+sorts after everything this read returned, and a cursor naming the last row returned can never
+be overtaken. The price is delay, never loss: a change waits until every transaction older than
+it has ended. This is how PgQ reads its queues.
+
+Snapshots span the whole cluster; an in-progress transaction that pg_stat_activity shows
+working in *another* database cannot write our rows, so it is left out of the bound (one that
+is not shown, e.g. another role's, or that ended meanwhile, is kept: only ever more cautious).
 
 Elsewhere (SQLite, the embedded development database) one writer holds the database until it
 commits, so ids commit in order; `txid` is 0 and the order is the id's.
@@ -81,6 +86,19 @@ def record_voided(*, assets: QuerySet[Asset], at: dt.datetime) -> None:
 
 # ---- reading ------------------------------------------------------------------------------
 
+# The lowest txid this statement's snapshot does not see as ended (see the module's docstring).
+# backend_xid is 32 bits: the xid8 (epoch << 32 | xid) is compared modulo 2^32.
+_ENDED_BELOW = """
+SELECT LEAST(
+    pg_snapshot_xmax(s.snap)::text::bigint,
+    (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s.snap) AS x
+     WHERE NOT EXISTS (
+        SELECT 1 FROM pg_stat_activity AS a
+        WHERE a.backend_xid = mod(x::text::bigint, 4294967296)::text::xid
+          AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))))
+FROM (SELECT pg_current_snapshot() AS snap) AS s
+"""
+
 
 @dataclass(frozen=True)
 class SyncPosition:
@@ -121,7 +139,7 @@ def changes_since(
     )
     if _on_postgresql():
         # Only transactions that have ended (see the module's docstring).
-        rows = rows.filter(txid__lt=RawSQL("pg_snapshot_xmin(pg_current_snapshot())::text::bigint", []))
+        rows = rows.filter(txid__lt=RawSQL(_ENDED_BELOW, []))
     if item_ids:
         rows = rows.filter(item_id__in=list(item_ids))
     page = list(rows.order_by("txid", "id").values_list("txid", "id", "kind", "asset_number", "at")[:limit])
