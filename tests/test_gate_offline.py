@@ -14,6 +14,7 @@ import time
 
 import pytest
 from django.db import connection, transaction
+from django.urls import reverse
 
 from catalog.loading import load_catalog
 from catalog.models import Item
@@ -391,3 +392,13 @@ def test_an_admission_window_must_be_whole_minutes_up_to_a_day(db, value):
     assert refused.value.problems == [
         "items[0].admitBeforeMinutes: must be a whole number of minutes from 0 to 1440"
     ]
+
+
+def test_the_scan_log_lists_superseded_scans_as_conflicts(admin_client, order, catalog):
+    asset = ticket(order, "DAY-ADULT")
+    late_device, late_token = create_gate_device(name="Late")
+    upload(gate_client(late_token), (asset.asset_number, NOON))
+    upload(gate_client(create_gate_device(name="Early")[1]), (asset.asset_number, NOON - dt.timedelta(minutes=1)))
+    response = admin_client.get(reverse("admin:wallets_gatescan_changelist"), {"superseded_by__isempty": "0"})
+    assert response.status_code == 200
+    assert [scan.device for scan in response.context["cl"].result_list] == [late_device]

@@ -112,10 +112,16 @@ class GateDeviceAdmin(admin.ModelAdmin):
 
 @admin.register(GateScan)
 class GateScanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["scanned_at", "code", "device", "result", "reason", "asset"]
-    list_filter = ["result", "reason", "device", ("scanned_at", admin.DateFieldListFilter)]
+    list_display = ["scanned_at", "code", "device", "result", "reason", "asset", "conflict"]
+    list_filter = ["result", "reason", "device", ("superseded_by", admin.EmptyFieldListFilter),
+                   ("scanned_at", admin.DateFieldListFilter)]
     list_select_related = ["device", "asset"]
     search_fields = ["=code", "device__name", "=asset__asset_number"]
-    fields = ["scanned_at", "received_at", "device", "code", "result", "reason", "asset"]
+    fields = ["scanned_at", "received_at", "device", "code", "result", "reason", "asset", "superseded_by"]
     readonly_fields = fields
     date_hierarchy = "scanned_at"
+
+    @admin.display(boolean=True, description="conflict")
+    def conflict(self, scan: GateScan) -> bool:
+        """Accepted, then superseded by an earlier scan uploaded later (offline)."""
+        return scan.superseded_by_id is not None
