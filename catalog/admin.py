@@ -134,6 +134,8 @@ def item_document(data: dict[str, Any], item_id: str, formsets) -> dict[str, Any
         "saleUntil": data.get("sale_until"),
         "capacityPerDay": data.get("capacity_per_day"),
         "maxGroupSize": data.get("max_group_size"),
+        "admitBeforeMinutes": data.get("admit_before_minutes") if data["item_type"] != ItemType.PACKAGE else None,
+        "admitAfterMinutes": data.get("admit_after_minutes") if data["item_type"] != ItemType.PACKAGE else None,
         "timeSlots": slots or None,
         # A package with none is refused by the service; others must not name the key at all.
         "components": components if components or data["item_type"] == ItemType.PACKAGE else None,
@@ -152,6 +154,7 @@ class ItemAdmin(ServiceSavedAdmin):
     fieldsets = [
         (None, {"fields": ["item_id", "name", "item_type", "price", "active"]}),
         ("Sale and capacity", {"fields": ["sale_from", "sale_until", "capacity_per_day", "max_group_size"]}),
+        ("Gate", {"fields": ["admit_before_minutes", "admit_after_minutes"]}),
     ]
     inlines = [TimeSlotInline, PackageComponentInline, PackageCouponInline]
 

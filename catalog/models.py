@@ -41,6 +41,14 @@ class Item(models.Model):
         null=True, blank=True, help_text="Untimed items only; empty means no limit (freesale)."
     )
     max_group_size = models.PositiveIntegerField(null=True, blank=True)
+    # The gate's admission window of a timed ticket (API.md, "Gate admission"): it admits from
+    # this long before its visitTime until this long after it.
+    admit_before_minutes = models.PositiveIntegerField(
+        default=60, help_text="Timed tickets: minutes before the visit time the gate admits from."
+    )
+    admit_after_minutes = models.PositiveIntegerField(
+        default=60, help_text="Timed tickets: minutes after the visit time the gate admits until."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -19,6 +19,7 @@ from catalog.specs import CatalogInvalid, CatalogSpec, CouponSpec, ItemSpec, Slo
 from channel_manager.kernel import parsers
 
 MAX_INT = 2_147_483_647  # the largest value of the integer columns
+MAX_ADMIT_MINUTES = 24 * 60  # a timed ticket's admission window reaches at most a day either side
 MAX_PRICE = Decimal("9999999999.99")  # DecimalField(max_digits=12, decimal_places=2)
 ITEM_TYPES = [t.value for t in ItemType]
 
@@ -39,6 +40,8 @@ _ITEM_FIELDS = {
     "capacityPerDay",
     "timeSlots",
     "maxGroupSize",
+    "admitBeforeMinutes",
+    "admitAfterMinutes",
     "components",
     "coupons",
 }
@@ -124,6 +127,15 @@ class _Validator:
             return None
         return value
 
+    def minutes(self, obj: dict, key: str, path: str) -> int | None:
+        value = obj.get(key)
+        if value is None:
+            return None
+        if not _is_int(value) or not 0 <= value <= MAX_ADMIT_MINUTES:
+            self.add(_path(path, key), f"must be a whole number of minutes from 0 to {MAX_ADMIT_MINUTES}")
+            return None
+        return value
+
     def date(self, obj: dict, key: str, path: str) -> dt.date | None:
         value = obj.get(key)
         if value is None:
@@ -206,6 +218,8 @@ class _Validator:
             )
 
         max_group_size = self.integer(obj, "maxGroupSize", path, minimum=1)
+        admit_before = self.minutes(obj, "admitBeforeMinutes", path)
+        admit_after = self.minutes(obj, "admitAfterMinutes", path)
         components = self.components(obj, path)
         coupons = self.coupons(obj, path)
 
@@ -213,6 +227,9 @@ class _Validator:
             if obj.get("maxGroupSize") is not None and item_type != ItemType.GROUP_TICKET:
                 self.add(_path(path, "maxGroupSize"), "only for items of type group_ticket")
             if item_type == ItemType.PACKAGE:
+                for key in ("admitBeforeMinutes", "admitAfterMinutes"):
+                    if obj.get(key) is not None:
+                        self.add(_path(path, key), "not for packages (each component item's window applies)")
                 for key in ("capacityPerDay", "timeSlots"):
                     if obj.get(key) is not None:
                         self.add(
@@ -238,6 +255,8 @@ class _Validator:
             sale_until=sale_until,
             capacity_per_day=capacity_per_day,
             max_group_size=max_group_size,
+            admit_before_minutes=60 if admit_before is None else admit_before,
+            admit_after_minutes=60 if admit_after is None else admit_after,
             time_slots=slots or [],
             components=components or [],
             coupons=coupons or [],

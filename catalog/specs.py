@@ -39,6 +39,9 @@ class ItemSpec:
     sale_until: dt.date | None = None
     capacity_per_day: int | None = None
     max_group_size: int | None = None
+    # A timed ticket's admission window at the gate, in minutes either side of its visitTime.
+    admit_before_minutes: int = 60
+    admit_after_minutes: int = 60
     time_slots: list[SlotSpec] = field(default_factory=list)
     components: list[str] = field(default_factory=list)  # itemIds, in order
     coupons: list[CouponSpec] = field(default_factory=list)
@@ -53,6 +56,8 @@ class ItemSpec:
             "sale_until": self.sale_until,
             "capacity_per_day": self.capacity_per_day,
             "max_group_size": self.max_group_size,
+            "admit_before_minutes": self.admit_before_minutes,
+            "admit_after_minutes": self.admit_after_minutes,
         }
 
 

@@ -13,5 +13,10 @@ class ChannelManagerConfig(AppConfig):
 
         add_scrape_collector(DatabaseCollector())
         add_scrape_collector(ReadinessCollector())
+        # The gate tells the order side of an order's first use (wallets may not import orders).
+        from channel_manager.orders.receivers import announce_first_redemption
+        from wallets.signals import redemption_recorded
+
+        redemption_recorded.connect(announce_first_redemption, dispatch_uid="orders-announce-first-redemption")
         # Log lines say which order they are about (in requests, from the route's orderId).
         register_subject_field("order_id", url_kwarg="orderId")

@@ -58,7 +58,10 @@ WEBHOOK_BREAKER_MAX_COOLDOWN_SECONDS = env_int("WEBHOOK_BREAKER_MAX_COOLDOWN_SEC
 WEBHOOK_MAX_IN_FLIGHT_PER_PARTNER = env_int("WEBHOOK_MAX_IN_FLIGHT_PER_PARTNER", 2)
 # notifications is a generic outbox: it is told here which event types partners may subscribe
 # to (type -> what it announces), and how its partner API names what an event is about (API.md).
-NOTIFICATION_EVENT_TYPES = {"ota_cm_order_processed": "An order settled into Draft, Issued or Error"}
+NOTIFICATION_EVENT_TYPES = {
+    "ota_cm_order_processed": "An order settled into Draft, Issued or Error",
+    "ota_cm_order_redeemed": "A ticket or coupon of an order was used at the gate for the first time",
+}
 # An event's body (an order, with its ticket numbers and manifest URLs) is shown in the admin
 # only to staff holding all of these permissions.
 NOTIFICATION_BODY_PERMISSIONS = ["wallets.view_wallet", "wallets.view_asset"]

@@ -473,12 +473,15 @@ class Baseline:
             self.body = {"eventType": "ota_cm_order_processed", "url": f"https://hooks{n}.partner.example/cm"}
         elif operation == "getAvailability":
             self.query = {"from": visit_date(1), "to": visit_date(7)}
-        elif operation == "gateScan":  # a gate device's call, with the device's own token
+        elif operation in ("gateScan", "uploadGateScans", "syncGate"):  # a gate device's, with its own token
             from wallets.gate.devices import create_gate_device
 
             _, token = create_gate_device(name=f"Gate {n}")
             self.headers["Authorization"] = f"Bearer {token}"
-            self.body = {"code": f"NO-SUCH-CODE-{n}"}
+            if operation == "gateScan":
+                self.body = {"code": f"NO-SUCH-CODE-{n}"}
+            elif operation == "uploadGateScans":
+                self.body = {"scans": [{"code": f"NO-SUCH-CODE-{n}", "scannedAt": "2026-01-01T10:00:00Z"}]}
         self.path_kwargs = kwargs
         self.path = path
 

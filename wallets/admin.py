@@ -177,14 +177,15 @@ class GateScanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The gate's log: every scan, accepted or not. Searchable by code, device and result; the
     attendance page (admitted against sold per date and slot) hangs off it."""
 
-    list_display = ["scanned_at", "code_excerpt", "device", "result_badge", "reason", "asset"]
-    list_filter = ["result", ReasonFilter, ScannerFilter, "device", ("scanned_at", admin.DateFieldListFilter)]
+    list_display = ["scanned_at", "code_excerpt", "device", "result_badge", "reason", "asset", "conflict"]
+    list_filter = ["result", ReasonFilter, ScannerFilter, "device", ("superseded_by", admin.EmptyFieldListFilter),
+                   ("scanned_at", admin.DateFieldListFilter)]
     list_select_related = ["device", "asset"]
     # get_search_results does the searching; a field here makes the admin show the search box.
     search_fields = ["code"]
     search_help_text = "A code as scanned (asset number or QR payload), a device (name, token prefix, deviceId), " \
                        "or a result or reason (accepted, rejected, already redeemed…)"
-    fields = ["scanned_at", "received_at", "device", "code", "result", "reason", "asset"]
+    fields = ["scanned_at", "received_at", "device", "code", "result", "reason", "asset", "superseded_by"]
     readonly_fields = fields
     date_hierarchy = "scanned_at"
     show_full_result_count = False  # the log grows by the thousand a day: no COUNT(*) of it all
@@ -199,6 +200,11 @@ class GateScanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="code", ordering="code")
     def code_excerpt(self, scan: GateScan) -> str:
         return scan.code if len(scan.code) <= 40 else scan.code[:39] + "…"
+
+    @admin.display(boolean=True, description="conflict")
+    def conflict(self, scan: GateScan) -> bool:
+        """Accepted, then superseded by an earlier scan uploaded later (offline)."""
+        return scan.superseded_by_id is not None
 
     @admin.display(description="result", ordering="result")
     def result_badge(self, scan: GateScan) -> str:

@@ -168,6 +168,12 @@ class GateScan(models.Model):
     result = models.CharField(max_length=8, choices=ScanResult.choices)
     reason = models.CharField(max_length=32, null=True, blank=True)
     asset = models.ForeignKey(Asset, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # An accepted scan whose redemption moved to an earlier scan of the same asset uploaded
+    # later (offline, the earliest scannedAt wins): a conflict, it now counts as already used.
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The earlier scan (uploaded later) that took this scan's redemption: a conflict.",
+    )
 
     class Meta:
         ordering = ["-scanned_at", "-id"]
@@ -215,3 +221,29 @@ class GateSigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kid}{' (retired)' if self.retired_at else ''}"
+class GateChangeKind(models.TextChoices):
+    VOIDED = "voided", "Voided"
+    REDEEMED = "redeemed", "Redeemed"
+
+
+class GateChange(models.Model):
+    """The gate's change feed (GET /gate/sync): one row per asset voided or redeemed, written in
+    the transaction that voids or redeems it (wallets.gate.changes). Plain columns, no foreign
+    key to the asset: a deleted Draft's assets go, their voiding stays in the feed.
+
+    `txid` is the writing transaction's id on PostgreSQL (0 elsewhere): the feed is read in
+    (txid, id) order and only up to the oldest transaction still running, so that a change
+    committed late is never skipped (see wallets.gate.changes)."""
+
+    txid = models.BigIntegerField(default=0)
+    kind = models.CharField(max_length=8, choices=GateChangeKind.choices)
+    asset_number = models.CharField(max_length=32)
+    item = models.ForeignKey("catalog.Item", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    at = models.DateTimeField(help_text="Redeemed: when the winning scan was made; voided: when.")
+
+    class Meta:
+        ordering = ["txid", "id"]
+        indexes = [models.Index(fields=["txid", "id"], name="gatechange_feed_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.asset_number} {self.kind}"

@@ -48,6 +48,7 @@ from wallets.contents import (  # noqa: F401  (re-exported: part of the wallets 
     minted_ticket_claims,
     wallet_contents,
 )
+from wallets.gate.changes import record_voided
 from wallets.models import Asset, Wallet, WalletValidity
 
 # PostgreSQL takes at most 65535 parameters per statement; an Asset row has 13 columns.
@@ -294,16 +295,20 @@ def _require_atomic() -> None:
 
 def destroy_wallets(*, wallet_ids: WalletIds, now: dt.datetime | None = None) -> list[CapacityClaim]:
     """Make the live wallets among `wallet_ids` void (one UPDATE) and return the capacity their
-    minted tickets held, for the caller to release in the same transaction (two statements).
+    minted tickets held, for the caller to release in the same transaction (three statements).
 
     Call it inside transaction.atomic() with the owning order's row locked (select_for_update),
     so that no issuance mints these wallets in between. Void wallets keep their row and token
-    (their manifest URL answers 410) and free their external reference numbers.
+    (their manifest URL answers 410) and free their external reference numbers. Their assets
+    go into the gate's change feed.
     """
     _require_atomic()
+    now = now or timezone.now()
     live = _wallets(wallet_ids).filter(destroyed_at__isnull=True)
     claims = minted_ticket_claims(live)
-    live.update(validity=WalletValidity.VOID, destroyed_at=now or timezone.now())
+    # Into the gate's change feed, in this transaction, so offline devices refuse them too.
+    record_voided(assets=Asset.objects.filter(wallet__in=live), at=now)
+    live.update(validity=WalletValidity.VOID, destroyed_at=now)
     return claims
 
 

@@ -54,9 +54,9 @@ class AlreadyRedeemed(Conflict):
 
     code = "already_redeemed"
 
-    def __init__(self, *, redeemed: int) -> None:
+    def __init__(self, *, redeemed: int, operation: str = "cancelled") -> None:
         super().__init__(
             f"{redeemed} ticket(s) or coupon(s) of this order were already used at the gate; "
-            "the order cannot be cancelled.",
+            f"the order cannot be {operation}.",
             extra={"redeemedAssets": redeemed},
         )

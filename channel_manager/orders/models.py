@@ -283,3 +283,24 @@ class DeletedOrder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.buy_from_order_reference} (deleted {self.status})"
+
+
+class OrderRedemption(models.Model):
+    """An order whose assets were first used at the gate, and when: the row exists once per
+    order, so `ota_cm_order_redeemed` is announced exactly once (channel_manager.orders.receivers).
+
+    Its key is the order's pk without a foreign key constraint, on purpose: inserting it from a
+    scan's transaction then takes no lock on the order's row, which a cancellation holds while
+    it waits for the scanned asset's lock (a foreign key check would deadlock the two). A unique
+    key under INSERT ... ON CONFLICT DO NOTHING settles concurrent scans: one inserts, the
+    others find the row."""
+
+    order_pk = models.BigIntegerField(primary_key=True)
+    first_redeemed_at = models.DateTimeField(help_text="When the first scan that redeemed an asset of it was made.")
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "channel_manager"
+
+    def __str__(self) -> str:
+        return f"order {self.order_pk} first used at {self.first_redeemed_at:%Y-%m-%d %H:%M}"

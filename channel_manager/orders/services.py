@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connections, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from catalog.models import Item, ItemType
@@ -43,7 +44,7 @@ from channel_manager.orders.presenters import order_dict
 from channel_manager.orders.selectors import order_wallet_ids, orders_with_contents
 from notifications.services import EventSpec, publish_events
 from wallets.gate.services import assets_redeemed
-from wallets.models import Wallet
+from wallets.models import Asset, Wallet
 from wallets.services import (
     HolderSnapshot,
     create_shells,
@@ -374,7 +375,7 @@ def confirm_order(*, order: Order, payment_reference: str, actor: str | None = N
     with transaction.atomic():
         order = _lock(order)
         now = timezone.now()
-        expired = hold_has_passed(order, now=now)
+        expired = hold_has_passed(order, now=now) and not assets_redeemed(wallet_ids=order_wallet_ids(order=order))
         if expired:
             _expire_holds([order], now=now)
         else:
@@ -424,6 +425,10 @@ def _replace_locked(*, order: Order, order_input: OrderInput, items: dict[str, I
         order = _lock(order)
         if not operation_allowed("replace", order.status):
             raise InvalidState(status=order.status, operation="replace")
+        # A used asset is never destroyed; locked until commit, as for delete_order.
+        redeemed = assets_redeemed(wallet_ids=order_wallet_ids(order=order))
+        if redeemed:
+            raise AlreadyRedeemed(redeemed=redeemed, operation="replaced")
         _check_references_free(partner=order.partner, lines=order_input.lines, order=order, livemode=order.livemode)
         _destroy_wallets(order)
         order.lines.all().delete()
@@ -540,6 +545,9 @@ def expire_draft_holds(*, now: dt.datetime | None = None, limit: int | None = No
         due = list(
             Order.objects.select_for_update(skip_locked=True)
             .filter(status=OrderStatus.DRAFT, hold_expires_at__lte=now)
+            # Expiry never touches a used asset (a Draft's are not valid at the gate; this holds
+            # even if one was used): such an order waits for the partner or staff.
+            .exclude(Exists(Asset.objects.filter(wallet__order_link__order=OuterRef("pk"), redeemed_at__isnull=False)))
             .order_by("hold_expires_at", "pk")[:limit]
         )
         _expire_holds(due, now=now)

@@ -1,26 +1,31 @@
-"""Online admission: resolve a code, check it is valid now at the venue, admit it once.
+"""Admission: resolve a code, check it is valid at the venue when scanned, admit it once
+(online, POST /gate/scans; offline uploads, POST /gate/scans/batch, where the earliest scan wins).
 
 Exactly once is the database's promise, not this module's: the asset row is locked, its wallet
 read afresh (a concurrent cancellation is seen), and redeemed_at is set by a conditional UPDATE
 (WHERE redeemed_at IS NULL). Of two scans racing for one asset, one updates a row, the other
-none. Every scan is logged, accepted or not.
+none. Every scan is logged, accepted or not. Each redemption also goes into the gate's change
+feed (wallets.gate.changes) in the same transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from catalog.selectors import get_venue
+from catalog.selectors import cached_items_by_code, get_venue
 from wallets.gate import signing
+from wallets.gate.changes import record_redeemed
 from wallets.models import Asset, AssetType, GateDevice, GateScan, ScanResult, Wallet, WalletValidity
+from wallets.signals import redemption_recorded
 
-# A timed ticket admits from this long before its visitTime until this long after it.
+# A timed ticket admits from this long before its visitTime until this long after it, unless
+# its item configures its own window (Item.admit_before_minutes / admit_after_minutes).
 ADMIT_BEFORE = dt.timedelta(minutes=60)
 ADMIT_AFTER = dt.timedelta(minutes=60)
 LOGGED_CODE_LENGTH = GateScan._meta.get_field("code").max_length
@@ -52,6 +57,8 @@ class ScanOutcome:
     asset: Asset | None = None
     redeemed_at: dt.datetime | None = None
     previous: PreviousRedemption | None = None
+    # Offline uploads: the later redemption this earlier scan took the asset from (a conflict).
+    superseded: PreviousRedemption | None = None
 
     @property
     def result(self) -> str:
@@ -64,14 +71,41 @@ def scan_code(*, device: GateDevice, code: str, scanned_at: dt.datetime | None =
     at = scanned_at or timezone.now()
     with transaction.atomic():
         outcome = _admit(device=device, code=code.strip(), at=at)
-        GateScan.objects.create(
-            device=device, code=code[:LOGGED_CODE_LENGTH], scanned_at=at, result=outcome.result,
-            reason=outcome.reason, asset=outcome.asset,
-        )
+        _log(device=device, code=code, at=at, outcome=outcome)
     return outcome
 
 
-def _admit(*, device: GateDevice, code: str, at: dt.datetime) -> ScanOutcome:
+def upload_scans(*, device: GateDevice, scans: Sequence[tuple[str, dt.datetime]]) -> list[ScanOutcome]:
+    """Scans a device made offline, as (code, scannedAt): each is checked at its own scannedAt,
+    admitted and logged as an online scan would be, except that the earliest scannedAt wins:
+    an asset redeemed by a later scan moves to this one, and that later scan becomes a
+    conflict (superseded, logged as such). Outcomes come back in the order given.
+
+    They are taken earliest first, so that within one upload the earliest scan of an asset
+    wins outright; each in a transaction of its own, locking one asset at a time (two devices
+    uploading overlapping batches cannot deadlock)."""
+    outcomes: list[ScanOutcome | None] = [None] * len(scans)
+    for index in sorted(range(len(scans)), key=lambda i: scans[i][1]):
+        code, at = scans[index]
+        with transaction.atomic():
+            outcome = _admit(device=device, code=code.strip(), at=at, earliest_wins=True)
+            _log(device=device, code=code, at=at, outcome=outcome)
+        outcomes[index] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _log(*, device: GateDevice, code: str, at: dt.datetime, outcome: ScanOutcome) -> None:
+    logged = GateScan.objects.create(
+        device=device, code=code[:LOGGED_CODE_LENGTH], scanned_at=at, result=outcome.result,
+        reason=outcome.reason, asset=outcome.asset,
+    )
+    if outcome.superseded is not None:
+        GateScan.objects.filter(
+            asset=outcome.asset, result=ScanResult.ACCEPTED, superseded_by__isnull=True
+        ).exclude(pk=logged.pk).update(superseded_by=logged)
+
+
+def _admit(*, device: GateDevice, code: str, at: dt.datetime, earliest_wins: bool = False) -> ScanOutcome:
     if not code:
         return ScanOutcome(UNKNOWN_CODE)
     if signing.looks_signed(code):
@@ -95,15 +129,24 @@ def _admit(*, device: GateDevice, code: str, at: dt.datetime) -> ScanOutcome:
         )
         if not candidates:
             return ScanOutcome(UNKNOWN_CODE)
-    return _admit_first(device=device, candidates=candidates, at=at)
+    return _admit_first(device=device, candidates=candidates, at=at, earliest_wins=earliest_wins)
 
 
-def _admit_first(*, device: GateDevice, candidates: Iterable[Asset], at: dt.datetime) -> ScanOutcome:
+def _admit_first(
+    *, device: GateDevice, candidates: Iterable[Asset], at: dt.datetime, earliest_wins: bool = False
+) -> ScanOutcome:
     """Redeem the first candidate that passes every check; else the closest refusal."""
+    if earliest_wins:
+        # An unused ticket of the wallet first: moving another scan's redemption is for the
+        # asset both scans really named, not for a sibling ticket that happened to be used.
+        candidates = sorted(candidates, key=lambda asset: asset.redeemed_at is not None)
     best: ScanOutcome | None = None
     for asset in candidates:
-        reason = refusal(device=device, asset=asset, wallet=asset.wallet, at=at)
-        outcome = _redeem(device=device, asset=asset, at=at) if reason is None else _refused(asset, reason)
+        reason = refusal(device=device, asset=asset, wallet=asset.wallet, at=at, earliest_wins=earliest_wins)
+        outcome = (
+            _redeem(device=device, asset=asset, at=at, earliest_wins=earliest_wins)
+            if reason is None else _refused(asset, reason)
+        )
         if outcome.reason is None:
             return outcome
         if best is None or _STAGE[outcome.reason] > _STAGE[best.reason]:
@@ -112,7 +155,9 @@ def _admit_first(*, device: GateDevice, candidates: Iterable[Asset], at: dt.date
     return best
 
 
-def refusal(*, device: GateDevice, asset: Asset, wallet: Wallet, at: dt.datetime) -> str | None:
+def refusal(
+    *, device: GateDevice, asset: Asset, wallet: Wallet, at: dt.datetime, earliest_wins: bool = False
+) -> str | None:
     """Why `device` may not admit `asset` at `at`, or None. Dates and times are the venue's."""
     if not wallet.livemode:
         return TEST_TICKET
@@ -128,7 +173,7 @@ def refusal(*, device: GateDevice, asset: Asset, wallet: Wallet, at: dt.datetime
     time_reason = _outside_validity(asset, at)
     if time_reason:
         return time_reason
-    if asset.redeemed_at is not None:
+    if asset.redeemed_at is not None and not (earliest_wins and asset.redeemed_at >= at):
         return ALREADY_REDEEMED
     return None
 
@@ -143,12 +188,22 @@ def _outside_validity(asset: Asset, at: dt.datetime) -> str | None:
     if asset.visit_time is not None:
         # The window may start the evening before a visit just after midnight: compare instants.
         visit = dt.datetime.combine(asset.visit_date, asset.visit_time, tzinfo=tz)
-        if visit - ADMIT_BEFORE <= local <= visit + ADMIT_AFTER:
+        before, after = admission_window(asset)
+        if visit - before <= local <= visit + after:
             return None
         if today != asset.visit_date:
             return WRONG_DATE
-        return NOT_VALID_YET if local < visit - ADMIT_BEFORE else OUTSIDE_SLOT
+        return NOT_VALID_YET if local < visit - before else OUTSIDE_SLOT
     return None if today == asset.visit_date else WRONG_DATE
+
+
+def admission_window(asset: Asset) -> tuple[dt.timedelta, dt.timedelta]:
+    """How long before and after its visitTime a timed ticket admits: its item's window, from
+    the catalog snapshot each process keeps (no query per scan), else an hour either side."""
+    item = cached_items_by_code([asset.item_code]).get(asset.item_code)
+    if item is None:
+        return ADMIT_BEFORE, ADMIT_AFTER
+    return dt.timedelta(minutes=item.admit_before_minutes), dt.timedelta(minutes=item.admit_after_minutes)
 
 
 def _refused(asset: Asset, reason: str) -> ScanOutcome:
@@ -163,20 +218,38 @@ def _previous_redemption(asset: Asset) -> PreviousRedemption:
     return PreviousRedemption(at=at, device_id=str(device_id) if device_id else None)
 
 
-def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime) -> ScanOutcome:
+def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins: bool = False) -> ScanOutcome:
     """Admit `asset` once. The row lock orders this scan with a concurrent cancellation (which
-    locks the same rows, see assets_redeemed); the conditional UPDATE is the guarantee."""
-    Asset.objects.select_for_update().filter(pk=asset.pk).values_list("pk", flat=True).get()
+    locks the same rows, see assets_redeemed); the conditional UPDATE is the guarantee.
+
+    With `earliest_wins` (offline uploads) a redemption by a later scan moves to this one: the
+    UPDATE's condition is "unused, or used later than `at`". The values read under the row lock
+    only say whom the move displaced (the conflict reported) and whether it is the first use."""
+    before_at, before_device = (
+        Asset.objects.select_for_update(of=("self",)).filter(pk=asset.pk)
+        .values_list("redeemed_at", "redeemed_by__device_id").get()
+    )
     validity, destroyed_at = Wallet.objects.filter(pk=asset.wallet_id).values_list("validity", "destroyed_at").get()
     if validity == WalletValidity.VOID or destroyed_at is not None:
         return ScanOutcome(VOID, asset=asset)
     if validity == WalletValidity.PENDING:
         return ScanOutcome(NOT_VALID_YET, asset=asset)
-    updated = Asset.objects.filter(pk=asset.pk, redeemed_at__isnull=True).update(redeemed_at=at, redeemed_by=device)
+    unused = Q(redeemed_at__isnull=True)
+    if earliest_wins:
+        if before_at == at and before_device == device.device_id:
+            # The same offline scan uploaded again (its answer was lost): as it was the first time.
+            return ScanOutcome(None, asset=asset, redeemed_at=at)
+        unused |= Q(redeemed_at__gt=at)
+    updated = Asset.objects.filter(unused, pk=asset.pk).update(redeemed_at=at, redeemed_by=device)
     if updated == 0:
         return _refused(asset, ALREADY_REDEEMED)
     asset.redeemed_at, asset.redeemed_by = at, device
-    return ScanOutcome(None, asset=asset, redeemed_at=at)
+    record_redeemed(asset=asset, at=at)
+    if before_at is None:
+        redemption_recorded.send(sender=Asset, wallet_ids=[asset.wallet_id], at=at)
+        return ScanOutcome(None, asset=asset, redeemed_at=at)
+    superseded = PreviousRedemption(at=before_at, device_id=str(before_device) if before_device else None)
+    return ScanOutcome(None, asset=asset, redeemed_at=at, superseded=superseded)
 
 
 def assets_redeemed(*, wallet_ids: Iterable[int]) -> int:

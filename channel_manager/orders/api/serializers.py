@@ -254,3 +254,6 @@ class OrderProblemSerializer(ProblemSerializer):
 
     orderId = serializers.UUIDField(required=False, help_text="duplicate_order: the existing order.")
     orderStatus = serializers.CharField(required=False, help_text="invalid_state: the order's status.")
+    redeemedAssets = serializers.IntegerField(
+        required=False, help_text="already_redeemed: how many tickets or coupons were used at the gate."
+    )

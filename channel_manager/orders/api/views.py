@@ -194,7 +194,8 @@ class OrderDetailView(PartnerAPIView):
         responses={202: s.OrderSerializer, **order_problems(*COMMON_ERRORS, 404, 409)},
         description="Only in Draft or Error (else 409 invalid_state). Identity fields (orderId, partnerId, "
         "sellToOrderReference, buyFromOrderReference) may be sent but must match. Destroys every wallet "
-        "of the order and re-issues.",
+        "of the order and re-issues. 409 already_redeemed when a ticket or coupon of the order was used "
+        "at the gate: used assets are never replaced.",
     )
     def put(self, request: Request, orderId: str) -> Response:
         body = request.data
@@ -226,6 +227,8 @@ class OrderDetailView(PartnerAPIView):
             204: OpenApiResponse(description="Draft or Error order deleted; its partner reference is free."),
             **order_problems(400, 401, 403, 404, 409, 422, 429),
         },
+        description="409 invalid_state while the order is in flight; 409 already_redeemed when a ticket or "
+        "coupon of the order was used at the gate (used tickets are not refunded through the API).",
     )
     def delete(self, request: Request, orderId: str) -> Response:
         order = self.get_order(orderId)
