@@ -6,13 +6,13 @@ query of the lines joined with their order and partner, read with a server-side 
 chunks (`.iterator(chunk_size=…)`), so that memory stays flat whatever the number of orders.
 CSV goes through defusedcsv (cells starting with = + - @ | % are defused with a leading
 apostrophe; so are cells where tabs, carriage returns, line feeds or spaces come first, which
-spreadsheets skip: `defuse_text`) and is streamed in ~64 KiB chunks; XLSX goes through
-xlsxwriter in constant_memory mode into a temporary file (each row is flushed to disk as the
-next one starts, so memory stays flat; 100,000 orders in seconds, where openpyxl took minutes:
-bench/export_bench.py), every string written as a string cell (never a formula),
-formula-like text with Excel's quote prefix (so that editing the cell keeps it text), amounts as
-numbers and timestamps as dates (UTC). Every exporter writes its rows through `csv_writer` and
-`XlsxRowWriter`.
+spreadsheets skip: `defuse_text`) and is streamed in ~64 KiB chunks; XLSX goes through our
+streaming writer (channel_manager/orders/xlsx.py: one string per row straight into the zip's
+deflate stream, so memory stays flat; 100,000 orders in seconds where openpyxl took minutes,
+bench/export_bench.py) into a temporary file, every string written as a string cell (never a
+formula), formula-like text with Excel's quote prefix (so that editing the cell keeps it text),
+amounts as numbers and timestamps as dates (UTC). Every exporter writes its rows through
+`csv_writer` and `xlsx.SheetWriter`.
 
 Date ranges are whole days in the venue's time zone, inclusive at both ends.
 
@@ -33,10 +33,10 @@ from typing import IO, Any
 
 import defusedcsv.csv as defused_csv
 from django.db.models import Count, F, Q, QuerySet, Sum
-from xlsxwriter import Workbook
 
 from catalog.selectors import get_venue
 from channel_manager.kernel.formats import rfc3339
+from channel_manager.orders import xlsx
 from channel_manager.orders.models import DeletedOrder, Order, OrderLine, format_buy_from_reference
 from wallets.models import Asset, AssetType
 
@@ -152,15 +152,6 @@ def orders_for_export(filters: ExportFilters) -> QuerySet[Order]:
 # --------------------------------------------------------------------------------------------
 
 
-
-
-def _naive_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Excel has no time zones: timestamps go in as UTC wall time."""
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).replace(tzinfo=None)
-
-
 class OrderLinesExporter:
     """One row per order line, with its order's header fields repeated."""
 
@@ -260,17 +251,16 @@ class OrderLinesExporter:
 
     def write_xlsx(self, fileobj: IO[bytes]) -> int:
         """Write the workbook to `fileobj` (a temporary file); returns the number of data rows."""
-        workbook = Workbook(fileobj, XLSX_OPTIONS)
-        sheet = workbook.add_worksheet(self.sheet_title[:31])
-        sheet.freeze_panes(1, 0)
-        for index, width in enumerate(self._xlsx_widths):
-            sheet.set_column(index, index, width)
-        writer = XlsxRowWriter(workbook, sheet, datetime_columns=self._datetime_columns,
-                               date_columns=self._date_columns, money_columns=self._money_columns)
-        writer.write(0, self.columns)
-        for number, row in enumerate(self.iterate_list(), 1):
-            writer.write(number, row)
-        workbook.close()
+        kinds = [xlsx.AUTO] * len(self.columns)
+        for indexes, kind in ((self._datetime_columns, xlsx.DATETIME), (self._date_columns, xlsx.DATE),
+                              (self._money_columns, xlsx.MONEY)):
+            for index in indexes:
+                kinds[index] = kind
+        with xlsx.SheetWriter(fileobj, title=self.sheet_title, kinds=kinds, widths=self._xlsx_widths,
+                              formula_like=formula_like) as sheet:
+            sheet.write_row(self.columns)
+            for row in self.iterate_list():
+                sheet.write_row(row)
         return self.rows
 
 
@@ -326,65 +316,6 @@ class DeletedOrdersExporter(OrderLinesExporter):
             out[3] = str(row[3])  # the orderId, as text
             self.rows += 1
             yield out
-
-
-# xlsxwriter's defaults would turn text that looks like a formula, a number or a URL into one.
-XLSX_OPTIONS = {
-    "constant_memory": True,
-    "strings_to_formulas": False,
-    "strings_to_numbers": False,
-    "strings_to_urls": False,
-}
-# Characters XML 1.0 cannot hold (openpyxl's ILLEGAL_CHARACTERS_RE): removed from text cells.
-_XML_ILLEGAL = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
-
-
-class XlsxRowWriter:
-    """Writes one row of Python values at a time: text always as a text cell (never a formula,
-    an error code such as "#N/A" stays text), characters XML cannot hold removed, formula-like
-    text with Excel's quote prefix (so that opening the cell to edit it does not turn it into a
-    formula); amounts as numbers shown with two decimals, timestamps as UTC wall time and dates
-    as dates; None as an empty cell."""
-
-    def __init__(self, workbook: Workbook, sheet, *, datetime_columns=(), date_columns=(), money_columns=()) -> None:
-        self.sheet = sheet
-        self.quoted = workbook.add_format({"quote_prefix": True})
-        formats = {}
-        for index in datetime_columns:
-            formats[index] = ("datetime", workbook.add_format({"num_format": "yyyy-mm-dd h:mm:ss"}))
-        for index in date_columns:
-            formats[index] = ("date", workbook.add_format({"num_format": "yyyy-mm-dd"}))
-        money = workbook.add_format({"num_format": "#,##0.00"})
-        for index in money_columns:
-            formats[index] = ("money", money)
-        self.formats = formats
-
-    def write(self, number: int, row: Iterable[Any]) -> None:
-        sheet, formats = self.sheet, self.formats
-        for column, value in enumerate(row):
-            if value is None:
-                continue
-            kind, cell_format = formats.get(column, (None, None))
-            if isinstance(value, str):
-                self.write_text(number, column, value)
-            elif kind == "datetime":
-                sheet.write_datetime(number, column, _naive_utc(value), cell_format)
-            elif kind == "date":
-                sheet.write_datetime(number, column, value, cell_format)
-            else:  # an amount (Decimal, written exactly) or a count
-                sheet.write_number(number, column, value, cell_format)
-
-    def write_text(self, number: int, column: int, value: str) -> None:
-        if _XML_ILLEGAL.search(value):
-            value = _XML_ILLEGAL.sub("", value)
-        cell_format = self.quoted if formula_like(value) else None
-        if value.startswith("<r>") and value.endswith("</r>"):
-            # constant_memory mode copies text of this shape into the sheet's XML as it is (taking
-            # it for a rich string it made); as plain fragments it is escaped like any text.
-            args = (value[:1], value[1:-1], value[-1:]) + ((cell_format,) if cell_format else ())
-            self.sheet.write_rich_string(number, column, *args)
-        else:
-            self.sheet.write_string(number, column, value, cell_format)
 
 
 # --------------------------------------------------------------------------------------------
