@@ -124,9 +124,10 @@ class MakeRun:
         kill_process_group(self.process)
 
 
-@pytest.fixture
-def make_run(tmp_path):
-    checkout = fresh_checkout(tmp_path / "checkout")
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory):
+    """One `make run` for the tests that only look at it (neither changes what the other sees)."""
+    checkout = fresh_checkout(tmp_path_factory.mktemp("first-hour") / "checkout")
     started = MakeRun(checkout)
     try:
         started.wait_until_serving()
