@@ -38,6 +38,8 @@ _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 _EXCEL_EPOCH_DAY = _EXCEL_EPOCH.date().toordinal()
 MAX_TEXT = 32767  # Excel's limit for one cell
 ROWS_PER_WRITE = 1000
+TEXT_CACHE_SIZE = 10_000  # rendered text cells kept (the first ones met; a few MiB at most)
+_UNIX_EPOCH_SERIAL = 25569  # 1970-01-01 as an Excel serial day
 
 CONTENT_TYPES = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -151,6 +153,7 @@ class SheetWriter:
         self.formula_like = formula_like
         self.rows = 0
         self.pending: list[str] = []
+        self._texts: dict[str, str] = {}
         self.stream = io.TextIOWrapper(
             self.zip.open("xl/worksheets/sheet1.xml", "w", force_zip64=True), encoding="utf-8"
         )
@@ -166,7 +169,9 @@ class SheetWriter:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def text_cell(self, ref: str, text: str) -> str:
+    def _text(self, text: str) -> str:
+        """A text cell after its `r` attribute."""
+        original = text
         if _XML_ILLEGAL.search(text):
             text = _XML_ILLEGAL.sub("", text)
         if len(text) > MAX_TEXT:
@@ -178,33 +183,38 @@ class SheetWriter:
         if "\r" in escaped:  # an XML parser would read a bare CR as a line feed
             escaped = escaped.replace("\r", "_x000D_")
         space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
-        return f'<c r="{ref}" t="inlineStr"{style}><is><t{space}>{escaped}</t></is></c>'
+        tail = f' t="inlineStr"{style}><is><t{space}>{escaped}</t></is></c>'
+        # Statuses, partners, items and currencies repeat on every row: render each once.
+        if len(self._texts) < TEXT_CACHE_SIZE and len(original) <= 64:
+            self._texts[original] = tail
+        return tail
 
     def write_row(self, values: Iterable[Any]) -> None:
         self.rows += 1
         number = self.rows
-        cells = []
-        kinds, letters = self.kinds, self.letters
+        cells: list[str] = []
+        append = cells.append
+        kinds, letters, texts = self.kinds, self.letters, self._texts
         for index, value in enumerate(values):
             if value is None:
                 continue
-            ref = f"{letters[index]}{number}"
-            if isinstance(value, str):
-                cells.append(self.text_cell(ref, value))
+            if value.__class__ is str:
+                append(f'<c r="{letters[index]}{number}"{texts.get(value) or self._text(value)}')
                 continue
             kind = kinds[index]
             if kind == DATETIME:
                 if value.tzinfo is not None:  # Excel has no time zones: UTC wall time
-                    value = value.astimezone(dt.UTC).replace(tzinfo=None)
-                delta = value - _EXCEL_EPOCH
-                serial = repr(delta.days + (delta.seconds + delta.microseconds / 1e6) / 86400)
-                cells.append(f'<c r="{ref}" s="{_DATETIME}"><v>{serial}</v></c>')
+                    serial = value.timestamp() / 86400 + _UNIX_EPOCH_SERIAL
+                else:
+                    delta = value - _EXCEL_EPOCH
+                    serial = delta.days + (delta.seconds + delta.microseconds / 1e6) / 86400
+                append(f'<c r="{letters[index]}{number}" s="{_DATETIME}"><v>{serial!r}</v></c>')
             elif kind == DATE:
-                cells.append(f'<c r="{ref}" s="{_DATE}"><v>{value.toordinal() - _EXCEL_EPOCH_DAY}</v></c>')
+                append(f'<c r="{letters[index]}{number}" s="{_DATE}"><v>{value.toordinal() - _EXCEL_EPOCH_DAY}</v></c>')
             else:
                 shown = format(value, "f") if isinstance(value, Decimal) else repr(value)
                 style = f' s="{_MONEY}"' if kind == MONEY else ""
-                cells.append(f'<c r="{ref}"{style}><v>{shown}</v></c>')
+                append(f'<c r="{letters[index]}{number}"{style}><v>{shown}</v></c>')
         self.pending.append(f'<row r="{number}">{"".join(cells)}</row>')
         if len(self.pending) >= ROWS_PER_WRITE:
             self.stream.write("".join(self.pending))
