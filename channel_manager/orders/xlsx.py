@@ -4,8 +4,8 @@ Why our own: the exports write one sheet of plain cells (text, numbers, dates) a
 else, and the per-cell objects of the general libraries are where their time goes: on the
 export's rows, xlsxwriter's constant_memory mode took 57% of openpyxl's write_only time (which
 was 114 s for 100,000 orders), this writer 14%, and with repeated text rendered once, less
-(bench/export_bench.py: 5.4 s for 100,000 orders, 11.8 s under heavy load). Memory stays flat: rows go straight into
-the deflate stream of the sheet's zip entry, a thousand at a time.
+(bench/export_bench.py: 5.4 s for 100,000 orders, 11.8 s under heavy load). Memory stays
+flat: rows go straight into the deflate stream of the sheet's zip entry, a thousand at a time.
 
 What it writes: the minimal SpreadsheetML package (content types, relationships, workbook,
 styles, one worksheet) with the header row frozen and column widths. Cells: text always as an
