@@ -30,8 +30,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 venv: $(STAMP)
 
+# The embedded database keeps its development settings (a generated SECRET_KEY, CM_DEV,
+# WEBHOOK_ALLOW_PRIVATE_TARGETS) in var/dev.env, written here once and read by every manage.py
+# command in the checkout. With a DATABASE_URL of your own that file is not read: the
+# development switches are set here instead.
 run: venv
-	CM_DEV=1 WEBHOOK_ALLOW_PRIVATE_TARGETS=1 $(PY) manage.py run_demo
+	$(PY) -m channel_manager.devsettings
+	$(if $(DATABASE_URL),CM_DEV=1 WEBHOOK_ALLOW_PRIVATE_TARGETS=1 )$(PY) manage.py run_demo
 
 # pytest's exit status decides; 5 (no tests collected) fails like any other non-zero status.
 # Browser tests drive Debian's chromium (never a downloaded browser); the pass test calls openssl.

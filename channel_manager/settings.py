@@ -8,7 +8,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from channel_manager import devsettings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The embedded default (no DATABASE_URL) reads its development settings (a generated SECRET_KEY,
+# CM_DEV, WEBHOOK_ALLOW_PRIVATE_TARGETS) from var/dev.env, which `make run` writes; the
+# environment wins over the file (channel_manager/devsettings.py).
+DEV_SETTINGS_FILE = devsettings.dev_file(BASE_DIR)
+if not os.environ.get("DATABASE_URL"):
+    devsettings.load(DEV_SETTINGS_FILE)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -36,7 +44,12 @@ if not SECRET_KEY:
     if DEBUG or env_bool("CM_DEV", False):
         SECRET_KEY = "dev-only-insecure-secret-key-change-me"
     else:
-        raise ImproperlyConfigured("SECRET_KEY must be set (or DEBUG=1 / CM_DEV=1 for development)")
+        # One line (manage.py and wsgi.py print it without a traceback).
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: production needs it in the environment "
+            "(channel_manager/deploy/production.env.example); in a checkout, `make run` writes "
+            f"{DEV_SETTINGS_FILE} with development settings."
+        )
 
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h.strip()]
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -127,7 +140,7 @@ TEMPLATES = [
 
 # The embedded default is SQLite in WAL mode with IMMEDIATE transactions, so that the web
 # server and the qcluster processes can share one file without "database is locked" upgrades.
-SQLITE_PATH = Path(os.environ.get("SQLITE_PATH", BASE_DIR / "var" / "db.sqlite3"))
+SQLITE_PATH = devsettings.sqlite_path(BASE_DIR)
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("CONN_MAX_AGE", 60))}

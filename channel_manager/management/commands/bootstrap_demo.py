@@ -2,7 +2,9 @@
 
 It does not migrate (`run_demo` does that first). API keys are shown once and stored hashed, so
 the demo key is kept in a local file beside the SQLite database (`var/demo_api_key` by default)
-and reused for as long as it still authenticates.
+and reused for as long as it still authenticates. Beside it, `demo_staff_logins` keeps the
+passwords of the demo's staff logins (admin, support, finance: channel_manager.demo), which it
+also creates, with three demo orders (Issued, Draft and Error).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from catalog.models import Venue
+from channel_manager import demo
 from channel_manager.kernel import partners
 from channel_manager.kernel.authentication import key_owner, partner_for_key
 from channel_manager.kernel.models import Partner
@@ -97,7 +100,13 @@ class Command(BaseCommand):
 
         raw_key = self.demo_key(key_file)
         test_key = self.demo_test_key(test_key_file(key_file))
+        orders = []
+        if Venue.objects.exists():
+            orders = demo.ensure_demo_orders(Partner.objects.get(partner_id=DEMO_PARTNER_ID))
+        logins_file = key_file.parent / demo.STAFF_LOGINS_FILE
+        logins = demo.ensure_staff_logins(logins_file)
         self.print_instructions(raw_key, key_file, port, test_key=test_key)
+        self.print_staff(logins, logins_file, orders, port)
 
     def demo_test_key(self, path: Path) -> str:
         """The demo partner's test key (test mode: test orders only), kept beside the live key."""
@@ -174,3 +183,14 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(lines))
+
+    def print_staff(self, logins, logins_file: Path, orders, port: str) -> None:
+        width = max(len(login.username) for login, _ in logins)
+        lines = [f"Staff console: http://127.0.0.1:{port}/admin/  (username, password; kept in {logins_file})", ""]
+        lines += [f"  {login.username:<{width}}  {password}  {login.what}" for login, password in logins]
+        if orders:
+            lines += ["", "Demo orders: " + ", ".join(f"{o.sell_to_order_reference} {o.status}" for o in orders)]
+            page = next(filter(None, (demo.wallet_page_path(o) for o in orders if o.status == "Issued")), None)
+            if page:
+                lines.append(f"A wallet page (a customer's tickets): http://127.0.0.1:{port}{page}")
+        self.stdout.write("\n".join(lines + [""]))

@@ -159,7 +159,8 @@ class Command(BaseCommand):
                     ready = True
                     self.stdout.write(
                         f"Serving the partner API on http://127.0.0.1:{port}/channelManager "
-                        f"(docs: http://127.0.0.1:{port}/api/docs/), with the issuance and webhook workers. "
+                        f"(docs: http://127.0.0.1:{port}/api/docs/, admin: http://127.0.0.1:{port}/admin/), "
+                        "with the issuance and webhook workers. "
                         "Press Ctrl-C to stop."
                     )
                     self.stdout.flush()
