@@ -15,6 +15,7 @@ from channel_manager.kernel import partners
 from channel_manager.octo.models import OctoBooking
 from channel_manager.orders.models import Order, OrderStatus
 from tests.octo_helpers import OctoClient, availability_id, reserve_body, visit_day
+from wallets.gate import signing
 
 pytestmark = pytest.mark.django_db
 
@@ -140,10 +141,11 @@ def test_a_test_key_can_sell_out_the_test_pool_while_live_still_sells(live, test
     assert reserve(live, units=2)["status"] == "ON_HOLD"
 
 
-def test_a_confirmed_test_booking_carries_test_tickets(test):
+def test_a_confirmed_test_booking_carries_test_codes(test):
     booking = reserve(test)
     _, confirmed = test.post(f"/octo/bookings/{booking['uuid']}/confirm", {"contact": {}})
     assert confirmed["status"] == "CONFIRMED" and confirmed["testMode"] is True
-    assert all(u["ticket"]["deliveryOptions"] for u in confirmed["unitItems"])
+    codes = [u["ticket"]["deliveryOptions"][0]["deliveryValue"] for u in confirmed["unitItems"]]
+    assert [signing.verify(code)["test"] for code in codes] == [True, True]  # a gate offline refuses them
     order = Order.objects.get()
     assert order.livemode is False and order.status == OrderStatus.ISSUED

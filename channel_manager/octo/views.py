@@ -42,7 +42,8 @@ def _test_mode(request: Request) -> bool:
 
 
 def _qr_payload(asset: Asset) -> str:
-    """What a ticket's QRCODE carries: the asset's signed payload, as on its manifest."""
+    """What a ticket's QRCODE carries: the asset's signed payload, as on its manifest (a test
+    asset's says so: its wallet, loaded with the booking, is test)."""
     return signing.signed_payload(asset)
 
 
