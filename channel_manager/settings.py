@@ -324,6 +324,8 @@ EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 90)
 TOMBSTONE_RETENTION_DAYS = env_int("TOMBSTONE_RETENTION_DAYS", 400)
 # Test-mode orders (made with cmk_test_ keys) are removed with their wallets and events after this.
 TEST_DATA_RETENTION_DAYS = env_int("TEST_DATA_RETENTION_DAYS", 30)
+# The gate's change feed keeps a change this long at least, and for as long as its code is usable.
+GATE_CHANGES_RETENTION_DAYS = env_int("GATE_CHANGES_RETENTION_DAYS", 30)
 
 # ---- transport security: production defaults, off in development (plain http on 127.0.0.1) ----
 

@@ -105,9 +105,10 @@ def test_an_order_redeemed_event_is_subscribable_and_delivered_signed(client, ga
     (got,) = receiver.received
     assert got.headers["CM-Event-Id"] == str(event.event_id)
     assert verify_signature(secret=secret, body=got.body, header=got.headers["CM-Signature"])
+    # Webhook bodies carry livemode (API.md, "Test mode").
     assert set(got.json) == {"eventId", "eventType", "createdAt", "livemode", "data"}
-    assert got.json["livemode"] is True
     assert got.json["eventType"] == ORDER_REDEEMED and got.json["eventId"] == str(event.event_id)
+    assert got.json["livemode"] is True and got.json["data"]["order"]["livemode"] is True
     (asset,) = got.json["data"]["order"]["items"][0]["wallets"][0]["assets"]
     assert asset["redeemedAt"] == rfc(NOON)
 

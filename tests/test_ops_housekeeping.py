@@ -171,9 +171,14 @@ def test_the_migration_creates_each_schedule_once_and_leaves_edited_ones_alone()
     test_mode = importlib.import_module("channel_manager.migrations.0013_test_mode")
     test_mode.create_schedule(django_apps, editor)
     test_mode.create_schedule(django_apps, editor)
-    names = [n for n, _, _ in migration.SCHEDULES] + [tombstones.SCHEDULE_NAME, test_mode.SCHEDULE_NAME]
+    gate_changes = importlib.import_module("channel_manager.migrations.0016_gate_change_housekeeping")
+    gate_changes.create_schedule(django_apps, editor)
+    gate_changes.create_schedule(django_apps, editor)
+    names = [n for n, _, _ in migration.SCHEDULES] + [
+        tombstones.SCHEDULE_NAME, test_mode.SCHEDULE_NAME, gate_changes.SCHEDULE_NAME,
+    ]
     schedules = {s.name: s for s in Schedule.objects.filter(name__in=names)}
-    assert len(schedules) == Schedule.objects.filter(name__in=names).count() == 7
+    assert len(schedules) == Schedule.objects.filter(name__in=names).count() == 8
     assert schedules["prune-events"].minutes == 60
     assert schedules["qcluster-heartbeat"].minutes == 1
     assert all(s.repeats == -1 and s.schedule_type == Schedule.MINUTES for s in schedules.values())

@@ -243,7 +243,10 @@ class GateChange(models.Model):
 
     class Meta:
         ordering = ["txid", "id"]
-        indexes = [models.Index(fields=["txid", "id"], name="gatechange_feed_idx")]
+        indexes = [
+            models.Index(fields=["txid", "id"], name="gatechange_feed_idx"),
+            models.Index(fields=["at"], name="gatechange_at_idx"),  # housekeeping (prune_gate_changes)
+        ]
 
     def __str__(self) -> str:
         return f"{self.asset_number} {self.kind}"

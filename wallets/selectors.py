@@ -175,7 +175,7 @@ def build_manifest(wallet: Wallet) -> Manifest:
             valid_until=(asset.valid_until or asset.visit_date)
             if asset.asset_type == AssetType.COUPON
             else asset.visit_date,
-            signed_payload=signing.signed_payload(asset) if show_numbers else None,
+            signed_payload=signing.signed_payload(asset, livemode=wallet.livemode) if show_numbers else None,
         )
         for asset in wallet.assets.all()
     )

@@ -306,8 +306,10 @@ def destroy_wallets(*, wallet_ids: WalletIds, now: dt.datetime | None = None) ->
     now = now or timezone.now()
     live = _wallets(wallet_ids).filter(destroyed_at__isnull=True)
     claims = minted_ticket_claims(live)
-    # Into the gate's change feed, in this transaction, so offline devices refuse them too.
-    record_voided(assets=Asset.objects.filter(wallet__in=live), at=now)
+    # Into the gate's change feed, in this transaction, so offline devices refuse them too. Test
+    # wallets stay out: their codes say "test" and are refused anyway, and housekeeping deletes
+    # their assets (the feed then names no asset that is gone).
+    record_voided(assets=Asset.objects.filter(wallet__in=live.filter(livemode=True)), at=now)
     live.update(validity=WalletValidity.VOID, destroyed_at=now)
     return claims
 

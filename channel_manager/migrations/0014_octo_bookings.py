@@ -16,7 +16,8 @@ class Migration(migrations.Migration):
             name='OctoBooking',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uuid', models.UUIDField(editable=False, unique=True, verbose_name='booking uuid')),
+                ('uuid', models.UUIDField(editable=False, verbose_name='booking uuid')),
+                ('livemode', models.BooleanField(default=True)),
                 ('order_id', models.UUIDField(unique=True, verbose_name='orderId')),
                 ('product_id', models.CharField(max_length=64, verbose_name='productId')),
                 ('availability_id', models.CharField(max_length=64, verbose_name='availabilityId')),
@@ -29,7 +30,8 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-id'],
-                'indexes': [models.Index(fields=['partner', 'reseller_reference'], name='octobooking_reseller_ref')],
+                'indexes': [models.Index(fields=['partner', 'livemode', 'reseller_reference'], name='octobooking_reseller_ref')],
+                'constraints': [models.UniqueConstraint(fields=('partner', 'livemode', 'uuid'), name='octobooking_unique_partner_mode_uuid')],
             },
         ),
     ]

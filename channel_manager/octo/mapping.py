@@ -138,19 +138,22 @@ def parse_availability_id(item: Item, value: object) -> tuple[dt.date, dt.time |
 # --------------------------------------------------------------------------------------------
 
 
-def product_slots(item: Item, *, date_from: dt.date, date_to: dt.date) -> list[Slot]:
+def product_slots(item: Item, *, date_from: dt.date, date_to: dt.date, livemode: bool = True) -> list[Slot]:
     """The product's availabilities from `date_from` to `date_to` (inclusive, at most
-    catalog.availability.MAX_RANGE_DAYS dates), in date then time order.
+    catalog.availability.MAX_RANGE_DAYS dates), in date then time order; `livemode` False reads
+    the test pool (a test key's view, as in the partner API).
 
     Tickets and group tickets: the item's entries as they are. A package with a timed component:
     per slot of that component, the package's day figures (its scarcest component) met with the
     slot's own (whichever has less left), CLOSED when either is."""
-    entries = item_availability(item_code=item.item_id, date_from=date_from, date_to=date_to).entries
+    entries = item_availability(item_code=item.item_id, date_from=date_from, date_to=date_to, livemode=livemode).entries
     timed = timed_component(item) if item.item_type == ItemType.PACKAGE else None
     if timed is None:
         return [Slot(e.visit_date, e.visit_time, e.capacity, e.remaining, e.status) for e in entries]
     days = {e.visit_date: e for e in entries}
-    component = item_availability(item_code=timed.item_id, date_from=date_from, date_to=date_to).entries
+    component = item_availability(
+        item_code=timed.item_id, date_from=date_from, date_to=date_to, livemode=livemode
+    ).entries
     slots = []
     for entry in component:
         day = days[entry.visit_date]

@@ -13,8 +13,12 @@ from channel_manager.kernel.models import Partner
 
 
 class OctoBooking(models.Model):
-    uuid = models.UUIDField("booking uuid", unique=True, editable=False)
+    # Unique per partner and mode (below), as the partner API's references are: a test key's
+    # uuid never collides with, nor reveals, a live booking (API.md, "Test mode").
+    uuid = models.UUIDField("booking uuid", editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="+")
+    # The mode of the key that reserved it (OCTO's testMode); every lookup filters on it.
+    livemode = models.BooleanField(default=True)
     # The order's orderId (its row may have been deleted: then its tombstone has it).
     order_id = models.UUIDField("orderId", unique=True)
     product_id = models.CharField("productId", max_length=64)
@@ -30,8 +34,13 @@ class OctoBooking(models.Model):
     class Meta:
         app_label = "channel_manager"
         ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "livemode", "uuid"], name="octobooking_unique_partner_mode_uuid"
+            ),
+        ]
         indexes = [
-            models.Index(fields=["partner", "reseller_reference"], name="octobooking_reseller_ref"),
+            models.Index(fields=["partner", "livemode", "reseller_reference"], name="octobooking_reseller_ref"),
         ]
 
     def __str__(self) -> str:

@@ -50,28 +50,32 @@ def records(bookings: Iterable[OctoBooking]) -> list[BookingRecord]:
     ]
 
 
-def get_booking(*, partner: Partner, booking_uuid: str) -> BookingRecord | None:
-    """The partner's own booking, or None (another partner's is as absent as a missing one)."""
+def get_booking(*, partner: Partner, booking_uuid: str, livemode: bool = True) -> BookingRecord | None:
+    """The partner's own booking in the key's mode, or None (another partner's, or one of the
+    other mode, is as absent as a missing one)."""
     parsed = parse_uuid(booking_uuid)
     if parsed is None:
         return None
-    found = records(OctoBooking.objects.filter(partner=partner, uuid=parsed))
+    found = records(OctoBooking.objects.filter(partner=partner, livemode=livemode, uuid=parsed))
     return found[0] if found else None
 
 
 def find_bookings(
-    *, partner: Partner, reseller_reference: str | None = None, supplier_reference: str | None = None
+    *, partner: Partner, reseller_reference: str | None = None, supplier_reference: str | None = None,
+    livemode: bool = True,
 ) -> list[BookingRecord]:
-    """The partner's bookings with that resellerReference and/or supplierReference (CM-…),
-    newest first, at most MAX_LISTED."""
-    queryset = OctoBooking.objects.filter(partner=partner)
+    """The partner's bookings in the key's mode with that resellerReference and/or
+    supplierReference (CM-…), newest first, at most MAX_LISTED."""
+    queryset = OctoBooking.objects.filter(partner=partner, livemode=livemode)
     if reseller_reference is not None:
         queryset = queryset.filter(reseller_reference=reseller_reference)
     if supplier_reference is not None:
         pk = parse_buy_from_reference(supplier_reference)
         if pk is None or pk >= 2**63:  # no such order number (and none a bigint column could hold)
             return []
-        live = Order.objects.filter(pk=pk, partner=partner).values_list("order_id", flat=True)
-        gone = DeletedOrder.objects.filter(order_pk=pk, partner=partner).values_list("order_id", flat=True)
+        live = Order.objects.filter(pk=pk, partner=partner, livemode=livemode).values_list("order_id", flat=True)
+        gone = DeletedOrder.objects.filter(order_pk=pk, partner=partner, livemode=livemode).values_list(
+            "order_id", flat=True
+        )
         queryset = queryset.filter(order_id__in=[*live, *gone])
     return records(queryset.order_by("-id")[:MAX_LISTED])

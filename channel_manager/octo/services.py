@@ -175,25 +175,26 @@ def _hold_minutes(partner: Partner, requested: int | None) -> int | None:
 
 def reserve(
     *, partner: Partner, booking_uuid: uuid.UUID | None, choice: Choice, customer: dict[str, Any] | None,
-    reseller_reference: str | None, notes: str | None, expiration_minutes: int | None,
+    reseller_reference: str | None, notes: str | None, expiration_minutes: int | None, livemode: bool = True,
 ) -> BookingRecord:
     """POST /octo/bookings: an order without paymentReference, issued inline, answered ON_HOLD.
-    A uuid seen before answers its booking as it stands (a retried reservation)."""
+    A uuid seen before (by this partner, in this mode) answers its booking as it stands (a
+    retried reservation). `livemode` False (a test key) makes a test order on the test pool;
+    uuids are the partner's own per mode, so a test uuid never meets a live booking."""
     if booking_uuid is not None:
-        existing = OctoBooking.objects.filter(uuid=booking_uuid).first()
+        existing = OctoBooking.objects.filter(partner=partner, livemode=livemode, uuid=booking_uuid).first()
         if existing is not None:
-            if existing.partner_id != partner.pk:
-                raise OctoError(BAD_REQUEST, "This uuid is taken; send another.", uuid=str(booking_uuid))
             return _refresh(existing)
     booking_uuid = booking_uuid or uuid.uuid4()
     try:
         with transaction.atomic():
             order = services.create_order(
-                partner=partner,
+                partner=partner, livemode=livemode,
                 order_input=order_input(reference=str(booking_uuid), choice=choice, customer=customer),
             )
             booking = OctoBooking.objects.create(
-                uuid=booking_uuid, partner=partner, order_id=order.order_id, product_id=choice.item.item_id,
+                uuid=booking_uuid, partner=partner, livemode=livemode, order_id=order.order_id,
+                product_id=choice.item.item_id,
                 availability_id=choice.availability_id, reseller_reference=reseller_reference, notes=notes,
                 unit_items=unit_item_rows(choice.unit_items),
             )

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from catalog.availability import MAX_RANGE_DAYS
 from catalog.models import Item
 from catalog.selectors import items_by_code
+from channel_manager.kernel.authentication import request_livemode
 from channel_manager.kernel.dates import in_calendar
 from channel_manager.kernel.models import Partner
 from channel_manager.kernel.problems import exception_handler
@@ -37,11 +38,12 @@ SUPPORTED_CAPABILITIES: tuple[str, ...] = (presenters.PRICING,)
 
 def _test_mode(request: Request) -> bool:
     """OCTO's testMode: the mode of the API key the request was made with (live keys: False)."""
-    return False
+    return not request_livemode(request)
 
 
 def _qr_payload(asset: Asset) -> str:
-    """What a ticket's QRCODE carries: the asset's signed payload, as on its manifest."""
+    """What a ticket's QRCODE carries: the asset's signed payload, as on its manifest (a test
+    asset's says so: its wallet, loaded with the booking, is test)."""
     return signing.signed_payload(asset)
 
 
@@ -66,11 +68,16 @@ class OctoView(APIView):
     def partner(self) -> Partner:
         return self.request.user
 
+    @property
+    def livemode(self) -> bool:
+        """The key's mode: a test key reserves, reads and counts in test mode only."""
+        return request_livemode(self.request)
+
     def body(self) -> dict[str, Any]:
         return parsing.body_object(self.request.data)
 
     def booking(self, booking_uuid: str) -> BookingRecord:
-        record = selectors.get_booking(partner=self.partner, booking_uuid=booking_uuid)
+        record = selectors.get_booking(partner=self.partner, booking_uuid=booking_uuid, livemode=self.livemode)
         if record is None:
             raise OctoError(INVALID_BOOKING_UUID, f"No booking {booking_uuid:.64}.", uuid=booking_uuid[:64])
         return record
@@ -220,7 +227,7 @@ class AvailabilityView(OctoView):
                 raise parsing.bad(f"availabilityIds may span at most {MAX_RANGE_DAYS} dates.")
         else:
             start, end = _range(data)
-        slots = mapping.product_slots(item, date_from=start, date_to=end)
+        slots = mapping.product_slots(item, date_from=start, date_to=end, livemode=self.livemode)
         out = []
         for slot in slots:
             entry = presenters.availability_dict(item, slot, available=_open_for(slot, pax), pricing=self.pricing)
@@ -237,7 +244,7 @@ class AvailabilityCalendarView(OctoView):
         pax = _needed_pax(item, data)
         start, end = _range(data)
         by_day: dict[dt.date, list[mapping.Slot]] = {}
-        for slot in mapping.product_slots(item, date_from=start, date_to=end):
+        for slot in mapping.product_slots(item, date_from=start, date_to=end, livemode=self.livemode):
             by_day.setdefault(slot.visit_date, []).append(slot)
         out = []
         for slots in by_day.values():
@@ -267,6 +274,7 @@ class BookingsView(OctoView):
             partner=self.partner, booking_uuid=booking_uuid, choice=choice,
             customer=parsing.contact(data), reseller_reference=parsing.text(data, "resellerReference", max_length=128),
             notes=parsing.text(data, "notes", max_length=2000), expiration_minutes=parsing.minutes(data),
+            livemode=self.livemode,
         )
         return self.render_booking(record)
 
@@ -279,7 +287,9 @@ class BookingsView(OctoView):
         for name, value in (("resellerReference", reseller), ("supplierReference", supplier)):
             if value is not None and (len(value) > 128 or parsing.CONTROL_CHARACTERS.search(value)):
                 raise parsing.bad(f"{name} must be at most 128 characters, without control characters.")
-        found = selectors.find_bookings(partner=self.partner, reseller_reference=reseller, supplier_reference=supplier)
+        found = selectors.find_bookings(
+            partner=self.partner, reseller_reference=reseller, supplier_reference=supplier, livemode=self.livemode
+        )
         return Response([booking_answer(request, record) for record in found])
 
 

@@ -22,6 +22,12 @@ transaction log; a backlog is worked off over the following runs. Each returns h
   prune_test_data            test orders (API.md, "Test mode") older than TEST_DATA_RETENTION_DAYS
                              (30) with their wallets and events, and test tombstones as old; live
                              rows never (schedule made by migration 0013)
+  prune_gate_changes         the gate's change feed (GET /gate/sync): changes older than
+                             GATE_CHANGES_RETENTION_DAYS (30) whose asset can no longer be used
+                             (its last valid day is over: a ticket's visit date, a coupon's
+                             validUntil) or is gone; a change of a code still usable stays, so a
+                             device syncing from no cursor is complete and old cursors stay
+                             valid (wallets.gate.changes) (schedule made by migration 0016)
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ SCHEDULES = {
     "prune-events": "channel_manager.ops.housekeeping.prune_events",
     "prune-deleted-orders": "channel_manager.ops.housekeeping.prune_deleted_orders",
     "prune-test-data": "channel_manager.ops.housekeeping.prune_test_data",
+    "prune-gate-changes": "channel_manager.ops.housekeeping.prune_gate_changes",
 }
 
 
@@ -157,3 +164,19 @@ def prune_test_data(*, limit: int | None = None) -> int:
         old = DeletedOrder.objects.filter(livemode=False, deleted_at__lt=cutoff)
         deleted += delete_batch(DeletedOrder, old, limit=limit - deleted)
         return _done("prune_test_data", deleted, limit)
+
+
+def prune_gate_changes(*, limit: int | None = None) -> int:
+    """Gate change feed rows older than GATE_CHANGES_RETENTION_DAYS about assets that can no
+    longer be used (a day's margin past their last valid day, for devices whose clock or time
+    zone lags the venue's); returns how many went."""
+    from catalog.selectors import venue_today
+    from wallets.gate.changes import prunable_changes
+    from wallets.models import GateChange
+
+    limit = batch_size() if limit is None else limit
+    with task_context(request_id=None, operation="task:prune_gate_changes"):
+        days = getattr(settings, "GATE_CHANGES_RETENTION_DAYS", 30)
+        old = prunable_changes(before=_ago(days=days), last_valid_day_before=venue_today() - dt.timedelta(days=1))
+        deleted = delete_batch(GateChange, old, limit=limit)
+        return _done("prune_gate_changes", deleted, limit)

@@ -27,6 +27,17 @@ is not shown, e.g. another role's, or that ended meanwhile, is kept: only ever m
 
 Elsewhere (SQLite, the embedded development database) one writer holds the database until it
 commits, so ids commit in order; `txid` is 0 and the order is the id's.
+
+Why pruning needs no resync
+---------------------------
+Housekeeping (channel_manager.ops.housekeeping.prune_gate_changes) deletes a change only when it
+is older than GATE_CHANGES_RETENTION_DAYS *and* its asset can no longer be used (its last valid
+day is past, or the asset is gone). Deleting by age alone would be unsafe: a device starting
+afresh (no cursor) would never learn of a ticket for next summer that was cancelled two months
+ago, and would admit it offline. As it is, the feed always holds every change of every code that
+can still be shown, so a device that starts from no cursor is complete, and a cursor of any age
+stays valid: what it may have missed concerns only codes that a device refuses by their signed
+visit date (`d`) anyway. Positions are (txid, id), which deleting rows never reorders.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from channel_manager.kernel.cursors import MAX_ROW_ID, BadCursor, decode_cursor, encode_cursor
@@ -147,3 +158,16 @@ def changes_since(
     redeemed = [(number, at) for _, _, kind, number, at in page if kind == GateChangeKind.REDEEMED]
     last = SyncPosition(txid=page[-1][0], id=page[-1][1]) if page else position
     return SyncPage(voided=voided, redeemed=redeemed, next=last, count=len(page))
+
+
+# ---- pruning ------------------------------------------------------------------------------
+
+
+def prunable_changes(*, before: dt.datetime, last_valid_day_before: dt.date) -> QuerySet[GateChange]:
+    """Changes made before `before` whose asset can no longer be used: its last valid day (a
+    ticket's visitDate, a coupon's validUntil) is before `last_valid_day_before`, or the asset is
+    gone (a test asset housekeeping removed). See "Why pruning needs no resync" above."""
+    usable = Asset.objects.filter(asset_number=OuterRef("asset_number")).filter(
+        Q(visit_date__gte=last_valid_day_before) | Q(valid_until__gte=last_valid_day_before)
+    )
+    return GateChange.objects.filter(~Exists(usable), at__lt=before)

@@ -114,6 +114,10 @@ def _admit(*, device: GateDevice, code: str, at: dt.datetime, earliest_wins: boo
         if claims is None:
             return ScanOutcome(UNKNOWN_CODE)
         code = claims["a"]
+        if signing.is_test(claims):
+            # A test code says so itself, also once housekeeping has removed its asset.
+            asset = Asset.objects.select_related("wallet").filter(asset_number=code).first()
+            return ScanOutcome(TEST_TICKET, asset=asset)
     # Asset numbers use capitals and digits only: a hand-typed lower-case one still matches.
     asset = Asset.objects.select_related("wallet").filter(asset_number=code.upper()).first()
     if asset is not None:

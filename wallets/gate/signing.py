@@ -3,6 +3,7 @@ by the venue's key (wallets.gate.keystore), so that a gate can check a code with
 
     header  {"alg": "EdDSA", "kid": <8 characters>}
     payload {"a": assetNumber, "i": itemId, "d": visitDate, "t": "HH:MM" | null, "x": "ticket" | "coupon"}
+            and, on a test asset only (its wallet's livemode False), "test": true
 
 Nothing else goes in: every byte makes the QR code denser (about 230 characters, a version 10
 QR code at error level L). Signing and verifying are joserfc's; the keys are cached in-process
@@ -69,6 +70,8 @@ REGISTRY = _GateRegistry(algorithms=[ALGORITHM])
 
 # Longer is no code of ours (ours are about 230 characters): not worth parsing.
 MAX_SIGNED_LENGTH = 1000
+# The claim only a test asset's payload carries ("test": true).
+TEST_CLAIM = "test"
 # An unknown kid reloads the keys (a rotation in another process), at most this often.
 UNKNOWN_KID_RELOAD_SECONDS = 5.0
 
@@ -167,20 +170,34 @@ def _current(*, max_age: float | None = None) -> _Ring:
 # --------------------------------------------------------------------------------------------
 
 
-def claims_of(asset: SignableAsset) -> dict[str, Any]:
-    return {
+def claims_of(asset: SignableAsset, *, livemode: bool = True) -> dict[str, Any]:
+    claims: dict[str, Any] = {
         "a": asset.asset_number,
         "i": asset.item_code,
         "d": asset.visit_date.isoformat(),
         "t": asset.visit_time.strftime("%H:%M") if asset.visit_time is not None else None,
         "x": str(asset.asset_type),
     }
+    if not livemode:
+        # Test mode (API.md): a device offline cannot ask whose code it is, so the code says it.
+        # Live payloads carry no such claim, and stay as small as before.
+        claims[TEST_CLAIM] = True
+    return claims
 
 
-def signed_payload(asset: SignableAsset) -> str:
-    """The asset's QR payload: a JWS compact serialization signed with the venue's current key."""
+def is_test(claims: dict[str, Any]) -> bool:
+    """Whether verified claims are a test asset's: a gate refuses them as test_ticket."""
+    return claims.get(TEST_CLAIM) is True
+
+
+def signed_payload(asset: SignableAsset, *, livemode: bool | None = None) -> str:
+    """The asset's QR payload: a JWS compact serialization signed with the venue's current key.
+    `livemode` is the asset's wallet's; when not given it is read from `asset.wallet` (a query
+    unless the wallet is loaded), so that a test asset is never signed as a live one."""
+    if livemode is None:
+        livemode = asset.wallet.livemode  # type: ignore[attr-defined]
     kid, key = _current().signer()
-    payload = json.dumps(claims_of(asset), separators=(",", ":"), ensure_ascii=False).encode()
+    payload = json.dumps(claims_of(asset, livemode=livemode), separators=(",", ":"), ensure_ascii=False).encode()
     return jws.serialize_compact({"alg": ALGORITHM, "kid": kid}, payload, key, registry=REGISTRY)
 
 

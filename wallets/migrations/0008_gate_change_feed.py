@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['txid', 'id'],
-                'indexes': [models.Index(fields=['txid', 'id'], name='gatechange_feed_idx')],
+                'indexes': [models.Index(fields=['txid', 'id'], name='gatechange_feed_idx'), models.Index(fields=['at'], name='gatechange_at_idx')],
             },
         ),
     ]
