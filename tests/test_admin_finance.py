@@ -19,6 +19,7 @@ from django.utils import timezone
 from openpyxl import load_workbook
 from openpyxl.utils.escape import unescape
 
+from catalog import selectors as catalog_selectors
 from channel_manager.orders.exports import ExportFilters, OrderLinesExporter, export_summary
 from channel_manager.orders.models import Order, OrderStatus
 from channel_manager.orders.services import delete_order
@@ -227,7 +228,10 @@ def test_xlsx_marks_formulas_behind_leading_tabs_and_carriage_returns_as_text(fi
         assert pay_cell.data_type == "s" and pay_cell.quotePrefix is formula, payment
 
 
-def test_csv_streams_in_a_fixed_number_of_queries(finance, catalog, partner):
+def test_csv_streams_in_a_fixed_number_of_queries(finance, catalog, partner, monkeypatch):
+    # The venue row is cached for seconds: on a slow run it would expire between the two counts.
+    monkeypatch.setattr(catalog_selectors, "VENUE_CACHE_SECONDS", 3600.0)
+    monkeypatch.setattr(catalog_selectors, "CATALOG_CACHE_SECONDS", 3600.0)
     submit_order(partner, order_body())
 
     def count() -> tuple[int, int]:
