@@ -301,6 +301,20 @@ def test_another_secret_key_cannot_open_the_sealed_key_but_a_fallback_can(settin
     assert keystore.unseal(row.sealed_private_key, kid=row.kid)
 
 
+def test_a_signing_key_that_no_longer_opens_is_retired_and_replaced(settings, today_ticket, caplog):
+    asset, _ = today_ticket
+    old_code = signing.signed_payload(asset)
+    old = GateSigningKey.objects.get(active=True)
+    settings.SECRET_KEY = "another-secret-key-entirely-" + "x" * 30  # no fallback
+    signing.clear_key_cache()
+    code = signing.signed_payload(asset)
+    new = GateSigningKey.objects.get(active=True)
+    assert new.kid != old.kid and parts(code)[0]["kid"] == new.kid
+    assert "gate signing key unusable" in caplog.text
+    # The old key stays listed: codes it signed still verify.
+    assert signing.verify(old_code)["a"] == signing.verify(code)["a"] == asset.asset_number
+
+
 def test_a_sealed_key_moved_to_another_kid_does_not_open():
     row = GateSigningKey.objects.get(active=True)
     with pytest.raises(keystore.GateKeyError):

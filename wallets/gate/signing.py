@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import threading
 import time
 from typing import Any, Protocol
@@ -30,7 +31,8 @@ from joserfc import jws
 from joserfc.errors import InvalidKeyTypeError, JoseError
 from joserfc.jwk import OKPKey
 
-from wallets.gate.keystore import Keys, load_keys
+from wallets.gate import keystore
+from wallets.gate.keystore import GateKeyError, Keys, load_keys
 from wallets.models import GateSigningKey
 
 ALGORITHM = "EdDSA"
@@ -111,6 +113,8 @@ class _Ring:
             self._signer = (kid, OKPKey.import_key(self.keys.private_key(), {"kid": kid}))
         return self._signer
 
+
+logger = logging.getLogger(__name__)
 
 _ring: _Ring | None = None
 _lock = threading.Lock()
@@ -196,9 +200,24 @@ def signed_payload(asset: SignableAsset, *, livemode: bool | None = None) -> str
     unless the wallet is loaded), so that a test asset is never signed as a live one."""
     if livemode is None:
         livemode = asset.wallet.livemode  # type: ignore[attr-defined]
-    kid, key = _current().signer()
+    kid, key = _signer()
     payload = json.dumps(claims_of(asset, livemode=livemode), separators=(",", ":"), ensure_ascii=False).encode()
     return jws.serialize_compact({"alg": ALGORITHM, "kid": kid}, payload, key, registry=REGISTRY)
+
+
+def _signer() -> tuple[str, OKPKey]:
+    try:
+        return _current().signer()
+    except GateKeyError as exc:
+        if keystore.key_file():
+            raise  # the operator's file: nothing here to repair
+        # SECRET_KEY changed without a fallback: the signing key no longer opens. A customer's
+        # manifest must not fail for it: retire that key (still listed, so codes it signed keep
+        # verifying) and sign with a new one.
+        logger.error("gate signing key unusable, rotating: %s", exc)
+        keystore.rotate_keys()
+        clear_key_cache()
+        return _current().signer()
 
 
 def looks_signed(code: str) -> bool:
