@@ -5,7 +5,7 @@ PostgreSQL (run under .ci/with-postgres, which `make bench` does).
                                                           [--e2e-rate 150] [--connections 32]
 
 Phases (each prints what it measured; a table at the end, also written to bench/out/latest.txt;
-`--skip NAME` leaves one out: pgbench, floor, intake, e2e, flat):
+`--skip NAME` leaves one out, `--phases a,b` runs only those: pgbench, flat, floor, intake, e2e, scan):
 
 a. pgbench reference: single-row INSERT commits per second, 8 clients, ~10 s.
 b. Floor: a bare Django+DRF endpoint that validates a small JSON body and inserts one row
@@ -21,6 +21,10 @@ d. End to end: the qcluster running, a steady stream of orders at a fixed rate (
    wallets settled per second, submit-to-settled p50/p99 from the order rows and their history.
 e. Flat cost: statements per createOrder / issuance / getOrder at 1, 6 and 500 wallets
    (bench/flat_cost.py, CaptureQueriesContext in-process).
+f. Gate scans: POST /gate/scans under wrk (16 connections, ~20 s), half accepted (unused tickets
+   valid today, each scanned once), half rejected (unknown and used codes); set up by
+   bench/scan_setup.py, driven by bench/gate_scan.lua, checked against the scan log and the
+   assets afterwards; its floor is the floor phase run again at 16 connections.
 
 Settings are production's: DEBUG off, SECRET_KEY set, gunicorn `channel_manager.wsgi` with 2
 workers per core and 2 threads each (BENCH_GUNICORN_ARGS adds arguments, to the floor's gunicorn
@@ -776,7 +780,7 @@ def scan_rows(scan: dict, floor: dict | None) -> list[tuple[str, str, str, str]]
     if floor:
         cpu_ms += (f" ({times_floor(scan['gunicorn_cpu_ms_per_request'], floor['gunicorn_cpu_ms_per_request'])},"
                    f" {times_floor(scan['postgres_cpu_ms_per_request'], floor['postgres_cpu_ms_per_request'])})")
-        rows.insert(0, (f"   the floor at {floor['connections']} conns, {floor['requests']} requests",
+        rows.insert(2, (f"   the floor at {floor['connections']} conns ({floor['requests']} requests)",
                         f"{floor['rps']:.0f} req/s, p50 / p99 {floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} ms, "
                         f"CPU ms gunicorn {floor['gunicorn_cpu_ms_per_request']:.2f}, "
                         f"postgres {floor['postgres_cpu_ms_per_request']:.2f}", "the reference", ""))
