@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -114,6 +115,12 @@ def _admit(*, device: GateDevice, code: str, at: dt.datetime, earliest_wins: boo
         if claims is None:
             return ScanOutcome(UNKNOWN_CODE)
         code = claims["a"]
+    connection = connections[router.db_for_read(Asset)]
+    if connection.vendor == "postgresql":
+        candidates = _candidates(connection.alias, code)
+        if not candidates:
+            return ScanOutcome(UNKNOWN_CODE)
+        return _admit_first(device=device, candidates=candidates, at=at, earliest_wins=earliest_wins)
     # Asset numbers use capitals and digits only: a hand-typed lower-case one still matches.
     asset = Asset.objects.select_related("wallet").filter(asset_number=code.upper()).first()
     if asset is not None:
@@ -206,14 +213,18 @@ def admission_window(asset: Asset) -> tuple[dt.timedelta, dt.timedelta]:
     return dt.timedelta(minutes=item.admit_before_minutes), dt.timedelta(minutes=item.admit_after_minutes)
 
 
-def _refused(asset: Asset, reason: str) -> ScanOutcome:
+def _refused(asset: Asset, reason: str, *, reread: bool = False) -> ScanOutcome:
     previous = None
     if reason == ALREADY_REDEEMED:
-        previous = _previous_redemption(asset)
+        previous = _previous_redemption(asset, reread=reread)
     return ScanOutcome(reason, asset=asset, previous=previous)
 
 
-def _previous_redemption(asset: Asset) -> PreviousRedemption:
+def _previous_redemption(asset: Asset, *, reread: bool = False) -> PreviousRedemption:
+    if not reread and hasattr(asset, "redeemed_by_device_id"):
+        # Read with the asset (_candidates), in the same snapshot as the redeemed_at refused.
+        at, device_id = asset.redeemed_at, asset.redeemed_by_device_id
+        return PreviousRedemption(at=at, device_id=str(device_id) if device_id else None)
     at, device_id = Asset.objects.filter(pk=asset.pk).values_list("redeemed_at", "redeemed_by__device_id").get()
     return PreviousRedemption(at=at, device_id=str(device_id) if device_id else None)
 
@@ -242,7 +253,7 @@ def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins:
         unused |= Q(redeemed_at__gt=at)
     updated = Asset.objects.filter(unused, pk=asset.pk).update(redeemed_at=at, redeemed_by=device)
     if updated == 0:
-        return _refused(asset, ALREADY_REDEEMED)
+        return _refused(asset, ALREADY_REDEEMED, reread=True)
     asset.redeemed_at, asset.redeemed_by = at, device
     record_redeemed(asset=asset, at=at)
     if before_at is None:
@@ -250,6 +261,75 @@ def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins:
         return ScanOutcome(None, asset=asset, redeemed_at=at)
     superseded = PreviousRedemption(at=before_at, device_id=str(before_device) if before_device else None)
     return ScanOutcome(None, asset=asset, redeemed_at=at, superseded=superseded)
+
+
+# ---- the hot path's SQL (PostgreSQL) ---------------------------------------------------------------
+# Every scan resolves a code, most redeem and all are logged: written once per process, as the
+# device lookup is (wallets.gate.authentication). The ORM's compilation and model building cost
+# several times the statements themselves (bench/README.md, phase f).
+
+# The columns a scan reads, in the models' field order (Model.from_db takes them so).
+_ASSET_READ = [f.attname for f in Asset._meta.concrete_fields if f.attname in {
+    "id", "wallet_id", "asset_type", "asset_number", "item_id", "item_code", "name", "visit_date", "visit_time",
+    "admits", "valid_until", "redeemed_at", "redeemed_by_id"}]
+_WALLET_READ = [f.attname for f in Wallet._meta.concrete_fields if f.attname in {
+    "id", "livemode", "validity", "destroyed_at"}]
+
+
+@dataclass(frozen=True)
+class _Statements:
+    candidates: str
+
+
+@cache
+def _statements(alias: str) -> _Statements:
+    qn = connections[alias].ops.quote_name
+    asset, wallet, device = Asset._meta, Wallet._meta, GateDevice._meta
+
+    def col(meta, name: str) -> str:
+        return qn(meta.get_field(name).column)
+
+    a = {name: f"a.{col(asset, name)}" for name in (*_ASSET_READ, "position")}
+    w = {name: f"w.{col(wallet, name)}" for name in (*_WALLET_READ, "wallet_reference_number",
+                                                      "external_reference_number")}
+    select = ", ".join([
+        *(f"{a[name]} AS a_{name}" for name in _ASSET_READ), *(f"{w[name]} AS w_{name}" for name in _WALLET_READ),
+        f"d.{col(device, 'device_id')} AS redeemed_by_device", f"{a['position']} AS a_position",
+    ])
+    joins = (
+        f"FROM {qn(asset.db_table)} a JOIN {qn(wallet.db_table)} w ON w.{col(wallet, 'id')} = {a['wallet_id']} "
+        f"LEFT JOIN {qn(device.db_table)} d ON d.{col(device, 'id')} = {a['redeemed_by_id']}"
+    )
+    # An asset number (k = 0), else a wallet reference's tickets in the wallet's asset order.
+    # External references are unique per partner only, so one may name wallets of several partners.
+    candidates = (
+        f"SELECT 0 AS k, {select} {joins} WHERE {a['asset_number']} = %s "
+        f"UNION ALL SELECT 1, {select} {joins} "
+        f"WHERE ({w['wallet_reference_number']} = %s OR {w['external_reference_number']} = %s) "
+        f"AND {a['asset_type']} = %s "
+        "ORDER BY k, w_destroyed_at, a_wallet_id, a_position, a_id"
+    )
+    return _Statements(candidates=candidates)
+
+
+def _candidates(alias: str, code: str) -> list[Asset]:
+    """What `code` names, in one statement: its asset (with its wallet), else the tickets of the
+    wallets whose reference it is. Each asset also carries `redeemed_by_device_id` (the device
+    that used it), so that an "already redeemed" answer needs no further statement."""
+    with connections[alias].cursor() as cursor:
+        # Asset numbers use capitals and digits only: a hand-typed lower-case one still matches.
+        cursor.execute(_statements(alias).candidates, [code.upper(), code, code, AssetType.TICKET.value])
+        rows = cursor.fetchall()
+    if rows and rows[0][0] == 0:
+        rows = rows[:1]
+    na, nw = len(_ASSET_READ), len(_WALLET_READ)
+    found = []
+    for row in rows:
+        asset = Asset.from_db(alias, _ASSET_READ, row[1:1 + na])
+        Asset.wallet.field.set_cached_value(asset, Wallet.from_db(alias, _WALLET_READ, row[1 + na:1 + na + nw]))
+        asset.redeemed_by_device_id = row[1 + na + nw]
+        found.append(asset)
+    return found
 
 
 def assets_redeemed(*, wallet_ids: Iterable[int]) -> int:
