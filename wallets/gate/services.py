@@ -236,6 +236,9 @@ def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins:
     With `earliest_wins` (offline uploads) a redemption by a later scan moves to this one: the
     UPDATE's condition is "unused, or used later than `at`". The values read under the row lock
     only say whom the move displaced (the conflict reported) and whether it is the first use."""
+    connection = connections[router.db_for_write(Asset)]
+    if connection.vendor == "postgresql" and not earliest_wins:
+        return _redeem_online(connection, device=device, asset=asset, at=at)
     before_at, before_device = (
         Asset.objects.select_for_update(of=("self",)).filter(pk=asset.pk)
         .values_list("redeemed_at", "redeemed_by__device_id").get()
@@ -263,6 +266,36 @@ def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins:
     return ScanOutcome(None, asset=asset, redeemed_at=at, superseded=superseded)
 
 
+def _redeem_online(connection, *, device: GateDevice, asset: Asset, at: dt.datetime) -> ScanOutcome:
+    """_redeem for an online scan on PostgreSQL, in SQL of our own: the lock, then ONE conditional
+    UPDATE that also requires the wallet to be valid and not destroyed. That UPDATE runs after
+    the lock was granted, so its snapshot sees a cancellation that held the lock before it (a
+    cancellation locks these asset rows, assets_redeemed, before voiding the wallet); a
+    condition in the locking SELECT itself would be judged on the wallet row it read before
+    waiting. The reason is read only when the UPDATE changed nothing."""
+    statements = _statements(connection.alias)
+    with connection.cursor() as cursor:
+        cursor.execute(statements.lock, [asset.pk])
+        before_at, before_device = cursor.fetchone()
+        cursor.execute(statements.redeem, [at, device.pk, asset.pk, asset.wallet_id])
+        updated = cursor.rowcount
+        if updated == 0:
+            cursor.execute(statements.wallet_state, [asset.wallet_id])
+            validity, destroyed_at = cursor.fetchone()
+    if updated == 0:
+        if validity == WalletValidity.VOID or destroyed_at is not None:
+            return ScanOutcome(VOID, asset=asset)
+        if validity == WalletValidity.PENDING:
+            return ScanOutcome(NOT_VALID_YET, asset=asset)
+        # Used by a concurrent scan: under the lock, the values read name it.
+        previous = PreviousRedemption(at=before_at, device_id=str(before_device) if before_device else None)
+        return ScanOutcome(ALREADY_REDEEMED, asset=asset, previous=previous)
+    asset.redeemed_at, asset.redeemed_by = at, device
+    record_redeemed(asset=asset, at=at)
+    redemption_recorded.send(sender=Asset, wallet_ids=[asset.wallet_id], at=at)
+    return ScanOutcome(None, asset=asset, redeemed_at=at)
+
+
 # ---- the hot path's SQL (PostgreSQL) ---------------------------------------------------------------
 # Every scan resolves a code, most redeem and all are logged: written once per process, as the
 # device lookup is (wallets.gate.authentication). The ORM's compilation and model building cost
@@ -279,6 +312,9 @@ _WALLET_READ = [f.attname for f in Wallet._meta.concrete_fields if f.attname in 
 @dataclass(frozen=True)
 class _Statements:
     candidates: str
+    lock: str
+    redeem: str
+    wallet_state: str
 
 
 @cache
@@ -309,7 +345,23 @@ def _statements(alias: str) -> _Statements:
         f"AND {a['asset_type']} = %s "
         "ORDER BY k, w_destroyed_at, a_wallet_id, a_position, a_id"
     )
-    return _Statements(candidates=candidates)
+    lock = (
+        f"SELECT {a['redeemed_at']}, d.{col(device, 'device_id')} FROM {qn(asset.db_table)} a "
+        f"LEFT JOIN {qn(device.db_table)} d ON d.{col(device, 'id')} = {a['redeemed_by_id']} "
+        f"WHERE {a['id']} = %s FOR UPDATE OF a"
+    )
+    redeem = (
+        f"UPDATE {qn(asset.db_table)} SET {col(asset, 'redeemed_at')} = %s, {col(asset, 'redeemed_by')} = %s "
+        f"WHERE {col(asset, 'id')} = %s AND {col(asset, 'redeemed_at')} IS NULL "
+        f"AND EXISTS (SELECT 1 FROM {qn(wallet.db_table)} w WHERE {w['id']} = %s "
+        f"AND {w['validity']} NOT IN ('{WalletValidity.VOID.value}', '{WalletValidity.PENDING.value}') "
+        f"AND {w['destroyed_at']} IS NULL)"
+    )
+    wallet_state = (
+        f"SELECT {col(wallet, 'validity')}, {col(wallet, 'destroyed_at')} FROM {qn(wallet.db_table)} "
+        f"WHERE {col(wallet, 'id')} = %s"
+    )
+    return _Statements(candidates=candidates, lock=lock, redeem=redeem, wallet_state=wallet_state)
 
 
 def _candidates(alias: str, code: str) -> list[Asset]:
