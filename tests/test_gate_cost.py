@@ -43,14 +43,69 @@ def test_a_revoked_device_is_not_found(catalog):
     assert device_for_token(token) is None
 
 
-def test_an_accepted_scan_runs_a_fixed_number_of_statements(client, catalog, django_assert_max_num_queries):
+def gate_and_order(client):
     placed = place(client, contract_example_body())
     assets_of(placed).update(visit_date=DAY)
     gate = APIClient()
     gate.credentials(HTTP_AUTHORIZATION=f"Bearer {create_gate_device(name='North entrance 1')[1]}")
+    return gate, placed
+
+
+def scan(gate: APIClient, code: str) -> dict:
+    response = gate.post("/gate/scans", {"code": code, "scannedAt": rfc(NOON)}, format="json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_an_accepted_scan_runs_a_fixed_number_of_statements(client, catalog, django_assert_max_num_queries):
+    require_postgresql()
+    gate, placed = gate_and_order(client)
+    first, second = assets_of(placed).filter(item_code="DAY-ADULT", asset_type="ticket")[:2]
+    assert scan(gate, first.asset_number)["result"] == "accepted"  # the order's first use: announced
+    # The device (1), the code's asset and wallet (1), its lock and the conditional UPDATE (2),
+    # the change feed row (1), the order's first-use marker (1, inserting nothing now), the scan
+    # log (1), and the transaction's savepoint and release (2).
+    with django_assert_max_num_queries(9):
+        assert scan(gate, second.asset_number)["result"] == "accepted"
+
+
+def test_the_first_scan_of_an_order_also_announces_it_in_a_fixed_number_of_statements(
+    client, catalog, django_assert_max_num_queries
+):
+    require_postgresql()
+    gate, placed = gate_and_order(client)
+    # As any accepted scan (9), plus the order with its lines, wallets and assets (4), the
+    # subscriptions and the event (2): ota_cm_order_redeemed.
     number = ticket(placed, "DAY-ADULT").asset_number
-    # The device (1), the asset and its wallet (1), its lock, the wallet's validity and the
-    # conditional UPDATE (3), the scan log (1), and the transaction's savepoint and release (2).
-    with django_assert_max_num_queries(8):
-        response = gate.post("/gate/scans", {"code": number, "scannedAt": rfc(NOON)}, format="json")
-    assert response.status_code == 200 and response.json()["result"] == "accepted"
+    with django_assert_max_num_queries(15):
+        assert scan(gate, number)["result"] == "accepted"
+
+
+def test_an_unknown_code_runs_a_fixed_number_of_statements(client, catalog, django_assert_max_num_queries):
+    require_postgresql()
+    gate, _ = gate_and_order(client)
+    # The device (1), the code looked up as an asset number and as a wallet reference (1), the
+    # scan log (1), the savepoint and release (2).
+    with django_assert_max_num_queries(5):
+        assert scan(gate, "NO-SUCH-CODE-123")["reason"] == "unknown_code"
+
+
+def test_an_already_redeemed_scan_runs_a_fixed_number_of_statements(client, catalog, django_assert_max_num_queries):
+    require_postgresql()
+    gate, placed = gate_and_order(client)
+    number = ticket(placed, "DAY-ADULT").asset_number
+    scan(gate, number)
+    # The device (1), the asset with its wallet and the device that used it (1), the scan log
+    # (1), the savepoint and release (2).
+    with django_assert_max_num_queries(5):
+        answer = scan(gate, number)
+    assert answer["reason"] == "already_redeemed" and answer["previousRedemption"]["deviceId"]
+
+
+def test_a_wallet_reference_runs_a_fixed_number_of_statements(client, catalog, django_assert_max_num_queries):
+    require_postgresql()
+    gate, placed = gate_and_order(client)
+    scan(gate, ticket(placed, "DAY-ADULT").asset_number)  # the order's first use: announced
+    # As an asset number (9): the wallet's tickets come with the same one statement.
+    with django_assert_max_num_queries(9):
+        assert scan(gate, "ACME-T-2")["result"] == "accepted"
