@@ -5,7 +5,7 @@ PostgreSQL (run under .ci/with-postgres, which `make bench` does).
                                                           [--e2e-rate 150] [--connections 32]
 
 Phases (each prints what it measured; a table at the end, also written to bench/out/latest.txt;
-`--skip NAME` leaves one out: pgbench, floor, intake, e2e, flat):
+`--skip NAME` leaves one out, `--phases a,b` runs only those: pgbench, flat, floor, intake, e2e, scan):
 
 a. pgbench reference: single-row INSERT commits per second, 8 clients, ~10 s.
 b. Floor: a bare Django+DRF endpoint that validates a small JSON body and inserts one row
@@ -21,6 +21,10 @@ d. End to end: the qcluster running, a steady stream of orders at a fixed rate (
    wallets settled per second, submit-to-settled p50/p99 from the order rows and their history.
 e. Flat cost: statements per createOrder / issuance / getOrder at 1, 6 and 500 wallets
    (bench/flat_cost.py, CaptureQueriesContext in-process).
+f. Gate scans: POST /gate/scans under wrk (16 connections, ~20 s), half accepted (unused tickets
+   valid today, each scanned once), half rejected (unknown and used codes); set up by
+   bench/scan_setup.py, driven by bench/gate_scan.lua, checked against the scan log and the
+   assets afterwards; its floor is the floor phase run again at 16 connections.
 
 Settings are production's: DEBUG off, SECRET_KEY set, gunicorn `channel_manager.wsgi` with 2
 workers per core and 2 threads each (BENCH_GUNICORN_ARGS adds arguments, to the floor's gunicorn
@@ -81,7 +85,10 @@ TARGETS = {
     "e2e_wallets_per_s": 900,
     "e2e_p50_s": 1.0,
     "e2e_p99_s": 5.0,
+    "scan_per_s": 500,  # POST /gate/scans at 16 connections, half accepted, half rejected
+    "scan_p99_ms": 50,
 }
+PHASES = ("pgbench", "flat", "floor", "intake", "e2e", "scan")
 
 
 # ---- a. pgbench ----------------------------------------------------------------------------------
@@ -133,7 +140,7 @@ TX_CONTROL = r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)"
 # Foreign-key checks that PostgreSQL's RI triggers run per inserted row (SELECT 1 FROM ONLY ...
 # FOR KEY SHARE): pg_stat_statements counts them as top-level statements, but the app never
 # sends them, so they are left out of "statements per request".
-FK_CHECK = r"^SELECT \$\d+ FROM ONLY .* FOR KEY SHARE OF"
+FK_CHECK = r"^SELECT (\$\d+|1) FROM ONLY .* FOR KEY SHARE OF"
 THIS_DB = "dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
 
 
@@ -486,6 +493,122 @@ def flat_phase(key: str) -> list[dict]:
     return json.loads(line[len("FLAT_JSON "):])
 
 
+# ---- f. gate scans -------------------------------------------------------------------------------
+
+SCANS_SINCE = "SELECT count(*) FROM wallets_gatescan WHERE id > %s"
+
+
+def scan_setup(key: str, out_dir: Path, tickets: int, redeemed: int, devices: int) -> dict:
+    """bench/scan_setup.py: tickets valid today, gate devices, the code lists."""
+    result = subprocess.run(
+        [PY, "-m", "bench.scan_setup", key, PARTNER_ID, str(out_dir), str(tickets), str(redeemed), str(devices)],
+        cwd=REPO, env=app_env(ALLOWED_HOSTS="127.0.0.1,localhost,testserver"), capture_output=True, text=True)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("SCAN_JSON ")), None)
+    if result.returncode != 0 or line is None:
+        sys.exit(f"bench/scan_setup.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return json.loads(line[len("SCAN_JSON "):])
+
+
+def wait_scans_quiet(since_id: int, timeout: float = 30) -> int:
+    """Like wait_quiet: the scans logged after since_id, once their count stays put for a second."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = int(sql_one(SCANS_SINCE, (since_id,)))
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= 1.0:
+            break
+        time.sleep(0.2)
+    return last
+
+
+def scan_checks(since_id: int, pre_redeemed: int) -> dict:
+    """What the database says about the scans logged after since_id, and whether every accepted
+    scan redeemed its own asset exactly once."""
+    by_reason = {f"{result}:{reason or '-'}": int(n) for result, reason, n in sql(
+        "SELECT result, reason, count(*) FROM wallets_gatescan WHERE id > %s GROUP BY 1, 2 ORDER BY 1, 2",
+        (since_id,))}
+    accepted, distinct_assets, redeemed_by_them = sql(
+        "SELECT count(*), count(DISTINCT s.asset_id), count(a.id) FILTER (WHERE a.redeemed_at = s.scanned_at "
+        "AND a.redeemed_by_id = s.device_id) FROM wallets_gatescan s LEFT JOIN wallets_asset a ON a.id = s.asset_id "
+        "WHERE s.id > %s AND s.result = 'accepted'", (since_id,))[0]
+    # Over the whole run (warm-up included): no asset accepted twice, and the used assets are
+    # exactly the set-up's used ones plus one per accepted scan.
+    accepted_twice = int(sql_one("SELECT count(*) FROM (SELECT asset_id FROM wallets_gatescan "
+                                 "WHERE result = 'accepted' GROUP BY asset_id HAVING count(*) > 1) t"))
+    all_accepted = int(sql_one("SELECT count(*) FROM wallets_gatescan WHERE result = 'accepted'"))
+    all_redeemed = int(sql_one("SELECT count(*) FROM wallets_asset WHERE redeemed_at IS NOT NULL"))
+    once = (int(accepted) == int(distinct_assets) == int(redeemed_by_them) and accepted_twice == 0
+            and all_redeemed == pre_redeemed + all_accepted)
+    return {
+        "rows": sum(by_reason.values()), "by_reason": by_reason, "accepted_rows": int(accepted),
+        "rejected_rows": sum(n for k, n in by_reason.items() if not k.startswith("accepted")),
+        "accepted_distinct_assets": int(distinct_assets), "assets_redeemed_by_them": int(redeemed_by_them),
+        "assets_accepted_twice": accepted_twice, "all_redeemed": all_redeemed, "all_accepted": all_accepted,
+        "redeemed_once": once,
+    }
+
+
+def scan_phase(port: int, key: str, seconds: int, connections: int, tickets: int, pgss: bool,
+               gunicorn_pid: int) -> dict:
+    """POST /gate/scans under wrk (bench/gate_scan.lua): half fresh tickets (accepted), a quarter
+    unknown codes, a quarter used tickets (both rejected)."""
+    log(f"f. gate scans: set up {tickets} tickets valid today, then warm-up, then wrk -c {connections} "
+        f"for {seconds} s (half accepted, half rejected)")
+    threads = min(CORES, connections)
+    warm_share = min(tickets // 5, 4000)
+    pre_redeemed = 1000
+    with tempfile.TemporaryDirectory(prefix="cm-scan-") as tmp:
+        out = Path(tmp)
+        setup = scan_setup(key, out, tickets + pre_redeemed, pre_redeemed, devices=4)
+        sql("ANALYZE wallets_wallet, wallets_asset")  # what autovacuum would have done by now
+        fresh = [ln for ln in (out / "fresh.txt").read_text().splitlines() if ln]
+        (out / "warm.txt").write_text("\n".join(fresh[:warm_share]) + "\n")
+        (out / "measure.txt").write_text("\n".join(fresh[warm_share:]) + "\n")
+        log(f"   set-up {setup['seconds']:.1f} s: order {setup['order_id']} Issued with {setup['order_tickets']} "
+            f"tickets for {setup['today']}, {setup['fresh']} unused and {setup['redeemed']} used tickets, "
+            f"{len(setup['tokens'])} devices")
+        tokens = ",".join(setup["tokens"])
+        redeemed_file = str(out / "redeemed.txt")
+        wrk_script(port, "gate_scan.lua", "/gate/scans", 3, connections,
+                   [str(out / "warm.txt"), redeemed_file, tokens, str(threads)])
+        before_id = int(sql_one("SELECT coalesce(max(id), 0) FROM wallets_gatescan"))
+        wait_scans_quiet(before_id)
+        before_id = int(sql_one("SELECT coalesce(max(id), 0) FROM wallets_gatescan"))
+        if pgss:
+            reset_statements()
+        meter = CpuMeter(gunicorn_pid)
+        before = meter.snapshot()
+        data = wrk_script(port, "gate_scan.lua", "/gate/scans", seconds, connections,
+                          [str(out / "measure.txt"), redeemed_file, tokens, str(threads)])
+        rows = wait_scans_quiet(before_id)
+        cpu = CpuMeter.split(before, meter.snapshot())
+    checks = scan_checks(before_id, pre_redeemed)
+    handled = max(1, data["requests"], rows)
+    result = wrk_figures(data, cpu, handled, connections)
+    rejected_answers = sum(data["reasons"].values())
+    result.update(
+        setup={k: v for k, v in setup.items() if k != "tokens"}, non200=data["unexpected"],
+        accepted_answers=data["accepted"], rejected_answers=rejected_answers, reasons=data["reasons"],
+        exhausted=data["exhausted"], db=checks,
+        # wrk counts answers; the log also holds the scans still in flight when wrk stopped
+        # (at most one per connection), which were served but never answered to wrk.
+        rows_match=data["requests"] <= checks["rows"] <= data["requests"] + connections
+        and data["accepted"] <= checks["accepted_rows"] <= data["accepted"] + connections,
+    )
+    if pgss:
+        calls, without_tx = statement_calls()
+        result["statements_per_request"] = calls / handled
+        result["statements_per_request_no_tx"] = without_tx / handled
+        result["top_statements"] = [(c / handled, q) for c, q in top_statements()]
+    log(f"   {result['requests']} scans, {result['rps']:.0f} scans/s, p50 {result['p50_ms']:.1f} ms, "
+        f"p99 {result['p99_ms']:.1f} ms; accepted {data['accepted']}, rejected {rejected_answers} "
+        f"{data['reasons']}, non-200 {data['unexpected']} {data['statuses'] or ''}; log rows {checks['rows']}, "
+        f"redeemed exactly once: {checks['redeemed_once']}")
+    return result
+
+
 # ---- the report ----------------------------------------------------------------------------------
 
 
@@ -498,7 +621,7 @@ def times_floor(value: float, floor_value: float | None) -> str:
 
 
 def report(meta: dict, pgbench: dict, floor: dict | None, intake: dict | None, e2e: dict | None,
-           flat: list[dict] | None) -> str:
+           flat: list[dict] | None, scan: dict | None = None, scan_floor: dict | None = None) -> str:
     lines = [
         f"OTA Channel Manager benchmark  {meta['when']}  git {meta['git']}",
         f"machine: {CORES} cores, load average before start {meta['loadavg']}; PostgreSQL {meta['pg_version']} "
@@ -589,6 +712,8 @@ def report(meta: dict, pgbench: dict, floor: dict | None, intake: dict | None, e
                      if k in ("gunicorn", "postgres", "qcluster")}
         rows.append(("   CPU ms per order", ", ".join(f"{k} {v:.1f}" for k, v in per_order.items()),
                      "less noisy than orders/s", ""))
+    if scan:
+        rows += scan_rows(scan, scan_floor)
     width = max(len(r[0]) for r in rows) if rows else 30
     vwidth = max(len(r[1]) for r in rows) if rows else 20
     for name, value, target, ok in rows:
@@ -603,6 +728,9 @@ def report(meta: dict, pgbench: dict, floor: dict | None, intake: dict | None, e
             len({e[op] for e in flat if e["wallets"] > 1}) == 1 for op in ("create", "issue", "get")
         )
         lines.append(f"   flat from 6 to 500 wallets (same 3 lines): {verdict(flat_ok)}")
+    if scan and scan.get("top_statements"):
+        lines += ["", "gate scans: statements per scan, most frequent (pg_stat_statements)"]
+        lines += [f"   {per:5.2f}  {query}" for per, query in scan["top_statements"]]
     if intake and intake.get("top_statements"):
         lines += ["", "intake: statements per request, most frequent (pg_stat_statements)"]
         lines += [f"   {per:5.2f}  {query}" for per, query in intake["top_statements"]]
@@ -614,7 +742,53 @@ def report(meta: dict, pgbench: dict, floor: dict | None, intake: dict | None, e
     return "\n".join(lines) + "\n"
 
 
-def summary(floor: dict | None, intake: dict | None, e2e: dict | None) -> dict:
+def scan_rows(scan: dict, floor: dict | None) -> list[tuple[str, str, str, str]]:
+    """The report's rows for phase f; `floor` is the floor measured at the scan's connections."""
+    db = scan["db"]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(scan["reasons"].items()))
+    db_reasons = ", ".join(f"{k.split(':')[1]} {v}" for k, v in db["by_reason"].items() if not k.startswith("accepted"))
+    half = scan["accepted_answers"] / max(1, scan["accepted_answers"] + scan["rejected_answers"])
+    rows = [
+        (f"f. gate scans ({scan['connections']} conns)",
+         f"{scan['rps']:.0f} scans/s ({times_floor(scan['rps'], floor and floor['rps'])})",
+         f">= {TARGETS['scan_per_s']} /s", verdict(scan["rps"] >= TARGETS["scan_per_s"])),
+        ("   latency p50 / p90 / p99",
+         f"{scan['p50_ms']:.1f} / {scan['p90_ms']:.1f} / {scan['p99_ms']:.1f} ms",
+         f"p99 < {TARGETS['scan_p99_ms']} ms", verdict(scan["p99_ms"] < TARGETS["scan_p99_ms"])),
+        ("   answers accepted / rejected", f"{scan['accepted_answers']} / {scan['rejected_answers']} ({reasons})",
+         "half each", verdict(abs(half - 0.5) < 0.01 and not scan["exhausted"])),
+        ("   non-200 answers", f"{scan['non200']} of {scan['requests']} {scan['statuses'] or ''}".strip(),
+         "0", verdict(scan["non200"] == 0 and not scan["socket_errors"])),
+        ("   scan log rows: accepted / rejected",
+         f"{db['accepted_rows']} / {db['rejected_rows']} ({db_reasons})", "= answers (+ in flight)",
+         verdict(scan["rows_match"])),
+        ("   each accepted asset redeemed once",
+         f"{db['assets_redeemed_by_them']} of {db['accepted_rows']} accepted scans; {db['assets_accepted_twice']} "
+         "assets accepted twice", "all; 0", verdict(db["redeemed_once"])),
+    ]
+    if scan["socket_errors"]:
+        rows.append(("   socket errors (wrk)", str(scan["socket_errors"]), "none", "MISS"))
+    if scan["exhausted"]:
+        rows.append(("   fresh tickets ran out", f"{scan['exhausted']} scans sent unknown codes instead",
+                     "0: raise --scan-tickets", "MISS"))
+    if "statements_per_request" in scan:
+        rows.append(("   SQL statements / scan",
+                     f"{scan['statements_per_request']:.1f} ({scan['statements_per_request_no_tx']:.1f} "
+                     "w/o BEGIN/COMMIT/SAVEPOINT)", "pg_stat_statements*", ""))
+    rows.append(("   CPU seconds over the phase", _cpu_text(scan["cpu"]), "", ""))
+    cpu_ms = f"gunicorn {scan['gunicorn_cpu_ms_per_request']:.2f}, postgres {scan['postgres_cpu_ms_per_request']:.2f}"
+    if floor:
+        cpu_ms += (f" ({times_floor(scan['gunicorn_cpu_ms_per_request'], floor['gunicorn_cpu_ms_per_request'])},"
+                   f" {times_floor(scan['postgres_cpu_ms_per_request'], floor['postgres_cpu_ms_per_request'])})")
+        rows.insert(2, (f"   the floor at {floor['connections']} conns ({floor['requests']} requests)",
+                        f"{floor['rps']:.0f} req/s, p50 / p99 {floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} ms, "
+                        f"CPU ms gunicorn {floor['gunicorn_cpu_ms_per_request']:.2f}, "
+                        f"postgres {floor['postgres_cpu_ms_per_request']:.2f}", "the reference", ""))
+    rows.append(("   CPU ms per scan", cpu_ms, "less noisy than scans/s", ""))
+    return rows
+
+
+def summary(floor: dict | None, intake: dict | None, e2e: dict | None, scan: dict | None = None) -> dict:
     """The headline figures, for comparing runs: the ratio to the floor, not the absolute req/s."""
     out: dict = {"targets": TARGETS}
     if floor:
@@ -623,6 +797,9 @@ def summary(floor: dict | None, intake: dict | None, e2e: dict | None) -> dict:
         out.update(intake_rps=intake["rps"], intake_x_floor=intake.get("x_floor"), intake_p99_ms=intake["p99_ms"])
     if e2e:
         out.update(e2e_orders_per_s=e2e["orders_per_s"], e2e_p50_s=e2e["p50_s"], e2e_p99_s=e2e["p99_s"])
+    if scan:
+        out.update(scan_per_s=scan["rps"], scan_x_floor=scan.get("x_floor"), scan_p50_ms=scan["p50_ms"],
+                   scan_p99_ms=scan["p99_ms"], scan_redeemed_once=scan["db"]["redeemed_once"])
     return out
 
 
@@ -645,8 +822,17 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument("--q-workers", type=int, default=int(os.environ.get("Q_WORKERS") or CORES))
-    parser.add_argument("--skip", action="append", default=[], choices=["pgbench", "floor", "intake", "e2e", "flat"])
+    parser.add_argument("--scan-seconds", type=int, default=int(os.environ.get("BENCH_SCAN_SECONDS", 20)))
+    parser.add_argument("--scan-connections", type=int, default=16)
+    parser.add_argument("--scan-tickets", type=int, default=30000,
+                        help="unused tickets set up for the scan phase (half the scans use one each)")
+    parser.add_argument("--skip", action="append", default=[], choices=PHASES)
+    parser.add_argument("--phases", type=lambda v: [p.strip() for p in v.split(",") if p.strip()],
+                        default=list(PHASES), help=f"comma-separated, of {','.join(PHASES)} (default: all)")
     args = parser.parse_args()
+    if unknown := set(args.phases) - set(PHASES):
+        parser.error(f"unknown phase(s) {', '.join(sorted(unknown))}: choose from {', '.join(PHASES)}")
+    args.skip = sorted(set(args.skip) | (set(PHASES) - set(args.phases)))
     require_env()
     os.chdir(REPO)
 
@@ -676,7 +862,15 @@ def main() -> None:
     flat = None if "flat" in args.skip else flat_phase(key)
     floor = None
     if "floor" not in args.skip:
-        floor = floor_phase(args.intake_seconds, args.connections, dates[0], pgss)
+        if "intake" not in args.skip or "scan" in args.skip:
+            floor = floor_phase(args.intake_seconds, args.connections, dates[0], pgss)
+    scan_floor = None
+    if "floor" not in args.skip and "scan" not in args.skip:
+        # The scan's own reference: the floor at the scan's connections and seconds.
+        if floor and (floor["connections"], args.intake_seconds) == (args.scan_connections, args.scan_seconds):
+            scan_floor = floor
+        else:
+            scan_floor = floor_phase(args.scan_seconds, args.scan_connections, dates[0], pgss)
 
     port = free_port()
     env = app_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
@@ -684,25 +878,30 @@ def main() -> None:
     meta["gunicorn"] = " ".join(gunicorn.argv[2:])
     meta["log_level"] = env["LOG_LEVEL"]
     meta["rate_limit"] = env["RATE_LIMIT_PER_PARTNER"]
-    intake = e2e = None
+    intake = e2e = scan = None
     try:
         if "intake" not in args.skip:
             intake = intake_phase(port, key, args.intake_seconds, args.connections, dates, pgss, gunicorn.pid)
         if "e2e" not in args.skip:
             clear_orders()
             e2e = e2e_phase(port, key, args.e2e_seconds, args.e2e_rate, dates, gunicorn.pid, args.q_workers, pgss)
+        if "scan" not in args.skip:
+            scan = scan_phase(port, key, args.scan_seconds, args.scan_connections, args.scan_tickets, pgss,
+                              gunicorn.pid)
     finally:
         gunicorn.cleanup()
     if intake and floor:
         intake["x_floor"] = intake["rps"] / floor["rps"]
+    if scan and scan_floor:
+        scan["x_floor"] = scan["rps"] / scan_floor["rps"]
 
-    text = report(meta, pgbench, floor, intake, e2e, flat)
+    text = report(meta, pgbench, floor, intake, e2e, flat, scan, scan_floor)
     print("\n" + text, end="")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "latest.txt").write_text(text, encoding="utf-8")
     (OUT / "latest.json").write_text(json.dumps(
-        {"meta": meta, "summary": summary(floor, intake, e2e), "pgbench": pgbench, "floor": floor,
-         "intake": intake, "e2e": e2e,
+        {"meta": meta, "summary": summary(floor, intake, e2e, scan), "pgbench": pgbench, "floor": floor,
+         "intake": intake, "e2e": e2e, "scan": scan, "scan_floor": scan_floor,
          "flat": [{k: v for k, v in e.items() if k != "sql"} for e in flat or []]}, indent=2, default=str))
     log(f"written to {OUT / 'latest.txt'}")
 

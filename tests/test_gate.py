@@ -252,6 +252,8 @@ def test_every_scan_is_logged_with_device_time_result_and_reason(gate, device_an
 
 @pytest.mark.parametrize("body", [
     {}, {"code": 12}, {"code": "A", "scannedAt": "yesterday"}, {"code": "A", "scannedAt": "2026-01-01T10:00:00"}, [],
+    # A body of a code alone skips the serializer (wallets.gate.api._plain_scan) only when valid:
+    {"code": ""}, {"code": None}, {"code": True}, {"code": "A" * 4001}, {"code": "A\x00B"},
 ])
 def test_a_malformed_body_is_400_validation_error(gate, order, body):
     assert_problem(gate.post("/gate/scans", body, format="json"), 400, "validation_error")
@@ -414,6 +416,46 @@ def test_twenty_devices_scanning_one_code_at_once_admit_it_exactly_once(catalog,
     assert {r["reason"] for r in results if r["result"] == "rejected"} == {"already_redeemed"}
     assert GateScan.objects.filter(result="accepted").count() == 1
     assert GateScan.objects.count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scan_waiting_on_a_cancellation_sees_its_ticket_void(catalog, partner_and_key):
+    if connection.vendor != "postgresql":
+        pytest.fail("this test needs PostgreSQL (make test provides it)")
+    from django.db import transaction
+
+    from wallets.gate.services import assets_redeemed
+
+    placed = place(gate_client(partner_and_key[1]), order_body(items=[line(quantity=1)]))
+    asset = assets_of(placed).get()
+    Asset.objects.filter(pk=asset.pk).update(visit_date=DAY)
+    token = create_gate_device(name="North entrance 1")[1]
+    answers: list[dict] = []
+
+    def run() -> None:
+        try:
+            answers.append(gate_client(token).post(
+                "/gate/scans", {"code": asset.asset_number, "scannedAt": rfc(NOON)}, format="json").json())
+        finally:
+            connection.close()
+
+    scanner = threading.Thread(target=run)
+    with transaction.atomic():
+        # As a cancellation does: lock the order's assets (none used), then void the wallet.
+        assert assets_redeemed(wallet_ids=[asset.wallet_id]) == 0
+        scanner.start()
+        with connection.cursor() as cursor:
+            for _ in range(500):  # until the scan waits for the lock (10 s at most)
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")  # live, unlike pg_stat_activity
+                if cursor.fetchone()[0]:
+                    break
+                threading.Event().wait(0.02)
+            else:
+                pytest.fail("the scan never waited for the cancellation's lock")
+        Wallet.objects.filter(pk=asset.wallet_id).update(validity=WalletValidity.VOID, destroyed_at=NOON)
+    scanner.join()
+    assert [(a["result"], a["reason"]) for a in answers] == [("rejected", "void")]
+    assert Asset.objects.get(pk=asset.pk).redeemed_at is None
 
 
 # ---- the admin -------------------------------------------------------------------------------

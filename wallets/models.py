@@ -67,7 +67,12 @@ class Wallet(models.Model):
                 name="wallet_void_when_destroyed",
             ),
         ]
-        indexes = [models.Index(fields=["wallet_reference_number"], name="wallet_reference_idx")]
+        indexes = [
+            models.Index(fields=["wallet_reference_number"], name="wallet_reference_idx"),
+            # The gate resolves a code as wallet OR external reference: without this index each
+            # such lookup (every unknown code too) scanned the whole wallet table.
+            models.Index(fields=["external_reference_number"], name="wallet_external_reference_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.wallet_reference_number or self.external_reference_number or f"wallet {self.pk}"

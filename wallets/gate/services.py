@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -95,6 +96,15 @@ def upload_scans(*, device: GateDevice, scans: Sequence[tuple[str, dt.datetime]]
 
 
 def _log(*, device: GateDevice, code: str, at: dt.datetime, outcome: ScanOutcome) -> None:
+    connection = connections[router.db_for_write(GateScan)]
+    if connection.vendor == "postgresql" and outcome.superseded is None:
+        # Every scan writes this row: SQL of our own (the ORM's INSERT cost more than the insert).
+        with connection.cursor() as cursor:
+            cursor.execute(_statements(connection.alias).log, [
+                device.pk, code[:LOGGED_CODE_LENGTH], at, timezone.now(), outcome.result, outcome.reason,
+                outcome.asset.pk if outcome.asset is not None else None,
+            ])
+        return
     logged = GateScan.objects.create(
         device=device, code=code[:LOGGED_CODE_LENGTH], scanned_at=at, result=outcome.result,
         reason=outcome.reason, asset=outcome.asset,
@@ -118,6 +128,12 @@ def _admit(*, device: GateDevice, code: str, at: dt.datetime, earliest_wins: boo
             # A test code says so itself, also once housekeeping has removed its asset.
             asset = Asset.objects.select_related("wallet").filter(asset_number=code).first()
             return ScanOutcome(TEST_TICKET, asset=asset)
+    connection = connections[router.db_for_read(Asset)]
+    if connection.vendor == "postgresql":
+        candidates = _candidates(connection.alias, code)
+        if not candidates:
+            return ScanOutcome(UNKNOWN_CODE)
+        return _admit_first(device=device, candidates=candidates, at=at, earliest_wins=earliest_wins)
     # Asset numbers use capitals and digits only: a hand-typed lower-case one still matches.
     asset = Asset.objects.select_related("wallet").filter(asset_number=code.upper()).first()
     if asset is not None:
@@ -210,14 +226,18 @@ def admission_window(asset: Asset) -> tuple[dt.timedelta, dt.timedelta]:
     return dt.timedelta(minutes=item.admit_before_minutes), dt.timedelta(minutes=item.admit_after_minutes)
 
 
-def _refused(asset: Asset, reason: str) -> ScanOutcome:
+def _refused(asset: Asset, reason: str, *, reread: bool = False) -> ScanOutcome:
     previous = None
     if reason == ALREADY_REDEEMED:
-        previous = _previous_redemption(asset)
+        previous = _previous_redemption(asset, reread=reread)
     return ScanOutcome(reason, asset=asset, previous=previous)
 
 
-def _previous_redemption(asset: Asset) -> PreviousRedemption:
+def _previous_redemption(asset: Asset, *, reread: bool = False) -> PreviousRedemption:
+    if not reread and hasattr(asset, "redeemed_by_device_id"):
+        # Read with the asset (_candidates), in the same snapshot as the redeemed_at refused.
+        at, device_id = asset.redeemed_at, asset.redeemed_by_device_id
+        return PreviousRedemption(at=at, device_id=str(device_id) if device_id else None)
     at, device_id = Asset.objects.filter(pk=asset.pk).values_list("redeemed_at", "redeemed_by__device_id").get()
     return PreviousRedemption(at=at, device_id=str(device_id) if device_id else None)
 
@@ -229,6 +249,9 @@ def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins:
     With `earliest_wins` (offline uploads) a redemption by a later scan moves to this one: the
     UPDATE's condition is "unused, or used later than `at`". The values read under the row lock
     only say whom the move displaced (the conflict reported) and whether it is the first use."""
+    connection = connections[router.db_for_write(Asset)]
+    if connection.vendor == "postgresql" and not earliest_wins:
+        return _redeem_online(connection, device=device, asset=asset, at=at)
     before_at, before_device = (
         Asset.objects.select_for_update(of=("self",)).filter(pk=asset.pk)
         .values_list("redeemed_at", "redeemed_by__device_id").get()
@@ -246,7 +269,7 @@ def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins:
         unused |= Q(redeemed_at__gt=at)
     updated = Asset.objects.filter(unused, pk=asset.pk).update(redeemed_at=at, redeemed_by=device)
     if updated == 0:
-        return _refused(asset, ALREADY_REDEEMED)
+        return _refused(asset, ALREADY_REDEEMED, reread=True)
     asset.redeemed_at, asset.redeemed_by = at, device
     record_redeemed(asset=asset, at=at)
     if before_at is None:
@@ -254,6 +277,128 @@ def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins:
         return ScanOutcome(None, asset=asset, redeemed_at=at)
     superseded = PreviousRedemption(at=before_at, device_id=str(before_device) if before_device else None)
     return ScanOutcome(None, asset=asset, redeemed_at=at, superseded=superseded)
+
+
+def _redeem_online(connection, *, device: GateDevice, asset: Asset, at: dt.datetime) -> ScanOutcome:
+    """_redeem for an online scan on PostgreSQL, in SQL of our own: the lock, then ONE conditional
+    UPDATE that also requires the wallet to be valid and not destroyed. That UPDATE runs after
+    the lock was granted, so its snapshot sees a cancellation that held the lock before it (a
+    cancellation locks these asset rows, assets_redeemed, before voiding the wallet); a
+    condition in the locking SELECT itself would be judged on the wallet row it read before
+    waiting. The reason is read only when the UPDATE changed nothing."""
+    statements = _statements(connection.alias)
+    with connection.cursor() as cursor:
+        cursor.execute(statements.lock, [asset.pk])
+        before_at, before_device = cursor.fetchone()
+        cursor.execute(statements.redeem, [at, device.pk, asset.pk, asset.wallet_id])
+        updated = cursor.rowcount
+        if updated == 0:
+            cursor.execute(statements.wallet_state, [asset.wallet_id])
+            validity, destroyed_at = cursor.fetchone()
+    if updated == 0:
+        if validity == WalletValidity.VOID or destroyed_at is not None:
+            return ScanOutcome(VOID, asset=asset)
+        if validity == WalletValidity.PENDING:
+            return ScanOutcome(NOT_VALID_YET, asset=asset)
+        # Used by a concurrent scan: under the lock, the values read name it.
+        previous = PreviousRedemption(at=before_at, device_id=str(before_device) if before_device else None)
+        return ScanOutcome(ALREADY_REDEEMED, asset=asset, previous=previous)
+    asset.redeemed_at, asset.redeemed_by = at, device
+    record_redeemed(asset=asset, at=at)
+    redemption_recorded.send(sender=Asset, wallet_ids=[asset.wallet_id], at=at)
+    return ScanOutcome(None, asset=asset, redeemed_at=at)
+
+
+# ---- the hot path's SQL (PostgreSQL) ---------------------------------------------------------------
+# Every scan resolves a code, most redeem and all are logged: written once per process, as the
+# device lookup is (wallets.gate.authentication). The ORM's compilation and model building cost
+# several times the statements themselves (bench/README.md, phase f).
+
+# The columns a scan reads, in the models' field order (Model.from_db takes them so).
+_ASSET_READ = [f.attname for f in Asset._meta.concrete_fields if f.attname in {
+    "id", "wallet_id", "asset_type", "asset_number", "item_id", "item_code", "name", "visit_date", "visit_time",
+    "admits", "valid_until", "redeemed_at", "redeemed_by_id"}]
+_WALLET_READ = [f.attname for f in Wallet._meta.concrete_fields if f.attname in {
+    "id", "livemode", "validity", "destroyed_at"}]
+
+
+@dataclass(frozen=True)
+class _Statements:
+    candidates: str
+    lock: str
+    redeem: str
+    wallet_state: str
+    log: str
+
+
+@cache
+def _statements(alias: str) -> _Statements:
+    qn = connections[alias].ops.quote_name
+    asset, wallet, device, scan = Asset._meta, Wallet._meta, GateDevice._meta, GateScan._meta
+
+    def col(meta, name: str) -> str:
+        return qn(meta.get_field(name).column)
+
+    a = {name: f"a.{col(asset, name)}" for name in (*_ASSET_READ, "position")}
+    w = {name: f"w.{col(wallet, name)}" for name in (*_WALLET_READ, "wallet_reference_number",
+                                                      "external_reference_number")}
+    select = ", ".join([
+        *(f"{a[name]} AS a_{name}" for name in _ASSET_READ), *(f"{w[name]} AS w_{name}" for name in _WALLET_READ),
+        f"d.{col(device, 'device_id')} AS redeemed_by_device", f"{a['position']} AS a_position",
+    ])
+    joins = (
+        f"FROM {qn(asset.db_table)} a JOIN {qn(wallet.db_table)} w ON w.{col(wallet, 'id')} = {a['wallet_id']} "
+        f"LEFT JOIN {qn(device.db_table)} d ON d.{col(device, 'id')} = {a['redeemed_by_id']}"
+    )
+    # An asset number (k = 0), else a wallet reference's tickets in the wallet's asset order.
+    # External references are unique per partner only, so one may name wallets of several partners.
+    candidates = (
+        f"SELECT 0 AS k, {select} {joins} WHERE {a['asset_number']} = %s "
+        f"UNION ALL SELECT 1, {select} {joins} "
+        f"WHERE ({w['wallet_reference_number']} = %s OR {w['external_reference_number']} = %s) "
+        f"AND {a['asset_type']} = %s "
+        "ORDER BY k, w_destroyed_at, a_wallet_id, a_position, a_id"
+    )
+    lock = (
+        f"SELECT {a['redeemed_at']}, d.{col(device, 'device_id')} FROM {qn(asset.db_table)} a "
+        f"LEFT JOIN {qn(device.db_table)} d ON d.{col(device, 'id')} = {a['redeemed_by_id']} "
+        f"WHERE {a['id']} = %s FOR UPDATE OF a"
+    )
+    redeem = (
+        f"UPDATE {qn(asset.db_table)} SET {col(asset, 'redeemed_at')} = %s, {col(asset, 'redeemed_by')} = %s "
+        f"WHERE {col(asset, 'id')} = %s AND {col(asset, 'redeemed_at')} IS NULL "
+        f"AND EXISTS (SELECT 1 FROM {qn(wallet.db_table)} w WHERE {w['id']} = %s "
+        f"AND {w['validity']} NOT IN ('{WalletValidity.VOID.value}', '{WalletValidity.PENDING.value}') "
+        f"AND {w['destroyed_at']} IS NULL)"
+    )
+    wallet_state = (
+        f"SELECT {col(wallet, 'validity')}, {col(wallet, 'destroyed_at')} FROM {qn(wallet.db_table)} "
+        f"WHERE {col(wallet, 'id')} = %s"
+    )
+    log_columns = ", ".join(col(scan, name) for name in (
+        "device", "code", "scanned_at", "received_at", "result", "reason", "asset"))
+    log = f"INSERT INTO {qn(scan.db_table)} ({log_columns}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    return _Statements(candidates=candidates, lock=lock, redeem=redeem, wallet_state=wallet_state, log=log)
+
+
+def _candidates(alias: str, code: str) -> list[Asset]:
+    """What `code` names, in one statement: its asset (with its wallet), else the tickets of the
+    wallets whose reference it is. Each asset also carries `redeemed_by_device_id` (the device
+    that used it), so that an "already redeemed" answer needs no further statement."""
+    with connections[alias].cursor() as cursor:
+        # Asset numbers use capitals and digits only: a hand-typed lower-case one still matches.
+        cursor.execute(_statements(alias).candidates, [code.upper(), code, code, AssetType.TICKET.value])
+        rows = cursor.fetchall()
+    if rows and rows[0][0] == 0:
+        rows = rows[:1]
+    na, nw = len(_ASSET_READ), len(_WALLET_READ)
+    found = []
+    for row in rows:
+        asset = Asset.from_db(alias, _ASSET_READ, row[1:1 + na])
+        Asset.wallet.field.set_cached_value(asset, Wallet.from_db(alias, _WALLET_READ, row[1 + na:1 + na + nw]))
+        asset.redeemed_by_device_id = row[1 + na + nw]
+        found.append(asset)
+    return found
 
 
 def assets_redeemed(*, wallet_ids: Iterable[int]) -> int:
