@@ -426,17 +426,7 @@ def _settle(orders: Sequence[Order], errors: dict[int, str], *, started: float) 
         state.transition(
             group, to_status, actor=ACTOR, message=lambda order: order.status_message or "", also_save=fields, at=now
         )
-    fresh = list(orders_with_contents(Order.objects.filter(pk__in=[order.pk for order in orders])).order_by("pk"))
-    publish_events(
-        event_type=ORDER_PROCESSED,
-        events=[
-            EventSpec(
-                partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)},
-                livemode=order.livemode,
-            )
-            for order in fresh
-        ],
-    )
+    fresh = announce_orders(event_type=ORDER_PROCESSED, order_pks=[order.pk for order in orders])
     settled = {}
     for order in fresh:
         settled[order.pk] = order.status
@@ -452,3 +442,20 @@ def _settle(orders: Sequence[Order], errors: dict[int, str], *, started: float) 
         logger.info("order %s issuance ended in %s", order.pk, order.status,
                     extra={**context, "duration_ms": duration_ms, "result": order.status})
     return settled
+
+
+def announce_orders(*, event_type: str, order_pks: list[int]) -> list[Order]:
+    """Write one event per order (its body as it stands now, in its mode) to the outbox, in the
+    caller's transaction; returns the orders, read with their contents."""
+    orders = list(orders_with_contents(Order.objects.filter(pk__in=order_pks)).order_by("pk"))
+    publish_events(
+        event_type=event_type,
+        events=[
+            EventSpec(
+                partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)},
+                livemode=order.livemode,
+            )
+            for order in orders
+        ],
+    )
+    return orders

@@ -9,10 +9,8 @@ from collections.abc import Sequence
 from django.db import connections
 from django.utils import timezone
 
-from channel_manager.orders.models import Order, OrderRedemption, OrderWallet
-from channel_manager.orders.presenters import order_dict
-from channel_manager.orders.selectors import orders_with_contents
-from notifications.services import EventSpec, publish_events
+from channel_manager.orders.issuance import announce_orders
+from channel_manager.orders.models import OrderRedemption, OrderWallet
 
 ORDER_REDEEMED = "ota_cm_order_redeemed"
 
@@ -42,14 +40,5 @@ def announce_first_redemption(*, wallet_ids: Sequence[int], at: dt.datetime, **k
         cursor.execute(sql, [at, timezone.now(), *wallet_ids])
         first = sorted(row[0] for row in cursor.fetchall())
     if first:
-        orders = orders_with_contents(Order.objects.filter(pk__in=first)).order_by("pk")
-        publish_events(
-            event_type=ORDER_REDEEMED,
-            events=[
-                EventSpec(
-                    partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)}
-                )
-                for order in orders
-            ],
-        )
+        announce_orders(event_type=ORDER_REDEEMED, order_pks=first)
     return first

@@ -28,7 +28,7 @@ from channel_manager.orders.errors import (
     OrderNotFound,
     ReferenceInUse,
 )
-from channel_manager.orders.issuance import ORDER_PROCESSED, issue_order
+from channel_manager.orders.issuance import ORDER_PROCESSED, announce_orders, issue_order
 from channel_manager.orders.models import (
     IN_FLIGHT,
     DeletedOrder,
@@ -42,7 +42,6 @@ from channel_manager.orders.models import (
 )
 from channel_manager.orders.presenters import order_dict
 from channel_manager.orders.selectors import order_wallet_ids, orders_with_contents
-from notifications.services import EventSpec, publish_events
 from wallets.gate.services import assets_redeemed
 from wallets.models import Asset, Wallet
 from wallets.services import (
@@ -571,17 +570,7 @@ def _expire_holds(orders: list[Order], *, now: dt.datetime) -> None:
         orders, OrderStatus.ERROR, actor=HOLD_EXPIRY_ACTOR, message=lambda order: order.status_message,
         also_save=["status_message", "hold_expires_at", "total_amount"], at=now,
     )
-    fresh = orders_with_contents(Order.objects.filter(pk__in=pks)).order_by("pk")
-    publish_events(
-        event_type=ORDER_PROCESSED,
-        events=[
-            EventSpec(
-                partner_pk=order.partner_id, subject_id=str(order.order_id), payload={"order": order_dict(order)},
-                livemode=order.livemode,
-            )
-            for order in fresh
-        ],
-    )
+    announce_orders(event_type=ORDER_PROCESSED, order_pks=pks)
     logger.info("expired the holds of %d Draft orders", len(orders), extra={"count": len(orders)})
 
 
