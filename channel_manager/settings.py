@@ -158,6 +158,10 @@ else:
         }
     }
 
+# The gate's hot statements are prepared once per connection (channel_manager.kernel.prepared).
+# Turn off behind a pooler in transaction mode that does not track prepared statements
+# (PgBouncer before 1.21, or without max_prepared_statements).
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -13,6 +13,7 @@ from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
 from channel_manager.kernel.models import ApiKey, Partner
+from channel_manager.kernel.prepared import prepared_cursor
 from channel_manager.kernel.problems import Problem
 
 KEY_PREFIX = "cmk_"
@@ -86,7 +87,7 @@ def key_owner(raw_key: str | None) -> tuple[Partner, bool] | None:
     alias = router.db_for_read(ApiKey)
     connection = connections[alias]
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with prepared_cursor(alias) as cursor:
             cursor.execute(_partner_by_digest_sql(alias), [digest])
             row = cursor.fetchone()
         return (Partner.from_db(alias, PARTNER_FIELDS, row[:-1]), bool(row[-1])) if row else None

@@ -12,6 +12,7 @@ from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
 from channel_manager.kernel.authentication import bearer_token, key_digest, partner_for_key
+from channel_manager.kernel.prepared import prepared_cursor
 from channel_manager.kernel.problems import Problem
 from wallets.gate.devices import give_new_token
 from wallets.models import GateDevice
@@ -46,7 +47,7 @@ def device_for_token(raw: str | None) -> GateDevice | None:
     alias = router.db_for_read(GateDevice)
     connection = connections[alias]
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with prepared_cursor(alias) as cursor:
             cursor.execute(_device_by_digest_sql(alias), [key_digest(raw)])
             row = cursor.fetchone()
         if row is None:

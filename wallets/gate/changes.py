@@ -80,6 +80,19 @@ def record_redeemed(*, asset: Asset, at: dt.datetime) -> None:
     )
 
 
+def redeemed_changes_sql(source: str) -> str:
+    """The INSERT of record_redeemed for every row of `source` (a CTE of a data-modifying
+    statement returning asset_number, item_id and redeemed_at), to end a statement that redeems
+    and records in one (the online scan's, PostgreSQL). No parameters."""
+    qn = connection.ops.quote_name
+    meta = GateChange._meta
+    columns = ", ".join(qn(meta.get_field(name).column) for name in ("txid", "kind", "asset_number", "item", "at"))
+    return (
+        f"INSERT INTO {qn(meta.db_table)} ({columns}) SELECT {_current_txid_sql()}, "
+        f"'{GateChangeKind.REDEEMED.value}', asset_number, item_id, redeemed_at FROM {source}"
+    )
+
+
 def record_voided(*, assets: QuerySet[Asset], at: dt.datetime) -> None:
     """These assets are void from `at` on: one INSERT ... SELECT whatever their number. Call it
     before the wallets are marked void, while `assets` still selects them."""

@@ -6,6 +6,12 @@ read afresh (a concurrent cancellation is seen), and redeemed_at is set by a con
 (WHERE redeemed_at IS NULL). Of two scans racing for one asset, one updates a row, the other
 none. Every scan is logged, accepted or not. Each redemption also goes into the gate's change
 feed (wallets.gate.changes) in the same transaction.
+
+Only a redemption needs a transaction: the lock, the UPDATE, the change row, the order's first
+use (wallets.signals) and the scan's log row commit together. Resolving a code only reads, so
+it runs before (under READ COMMITTED each statement of a transaction would read what had
+committed when it started all the same, and the redemption re-checks under the lock whatever
+may have changed since); a refusal writes its log row alone, one statement.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from catalog.selectors import cached_items_by_code, get_venue
+from channel_manager.kernel.prepared import prepared_cursor
 from wallets.gate import signing
-from wallets.gate.changes import record_redeemed
+from wallets.gate.changes import record_redeemed, redeemed_changes_sql
 from wallets.models import Asset, AssetType, GateDevice, GateScan, ScanResult, Wallet, WalletValidity
 from wallets.signals import redemption_recorded
 
@@ -69,11 +76,7 @@ class ScanOutcome:
 def scan_code(*, device: GateDevice, code: str, scanned_at: dt.datetime | None = None) -> ScanOutcome:
     """Admit what `code` names, if it may be admitted by `device` at `scanned_at` (default now),
     and log the scan."""
-    at = scanned_at or timezone.now()
-    with transaction.atomic():
-        outcome = _admit(device=device, code=code.strip(), at=at)
-        _log(device=device, code=code, at=at, outcome=outcome)
-    return outcome
+    return _scan(device=device, code=code, at=scanned_at or timezone.now())
 
 
 def upload_scans(*, device: GateDevice, scans: Sequence[tuple[str, dt.datetime]]) -> list[ScanOutcome]:
@@ -83,23 +86,29 @@ def upload_scans(*, device: GateDevice, scans: Sequence[tuple[str, dt.datetime]]
     conflict (superseded, logged as such). Outcomes come back in the order given.
 
     They are taken earliest first, so that within one upload the earliest scan of an asset
-    wins outright; each in a transaction of its own, locking one asset at a time (two devices
-    uploading overlapping batches cannot deadlock)."""
+    wins outright; each redemption in a transaction of its own, locking one asset at a time
+    (two devices uploading overlapping batches cannot deadlock)."""
     outcomes: list[ScanOutcome | None] = [None] * len(scans)
     for index in sorted(range(len(scans)), key=lambda i: scans[i][1]):
         code, at = scans[index]
-        with transaction.atomic():
-            outcome = _admit(device=device, code=code.strip(), at=at, earliest_wins=True)
-            _log(device=device, code=code, at=at, outcome=outcome)
-        outcomes[index] = outcome
+        outcomes[index] = _scan(device=device, code=code, at=at, earliest_wins=True)
     return outcomes  # type: ignore[return-value]
+
+
+def _scan(*, device: GateDevice, code: str, at: dt.datetime, earliest_wins: bool = False) -> ScanOutcome:
+    """One scan, logged: an admission is logged in its redemption's transaction (_redeem), a
+    refusal here."""
+    outcome = _admit(device=device, code=code.strip(), at=at, earliest_wins=earliest_wins, logged_code=code)
+    if outcome.reason is not None:
+        _log(device=device, code=code, at=at, outcome=outcome)
+    return outcome
 
 
 def _log(*, device: GateDevice, code: str, at: dt.datetime, outcome: ScanOutcome) -> None:
     connection = connections[router.db_for_write(GateScan)]
     if connection.vendor == "postgresql" and outcome.superseded is None:
         # Every scan writes this row: SQL of our own (the ORM's INSERT cost more than the insert).
-        with connection.cursor() as cursor:
+        with prepared_cursor(connection.alias) as cursor:
             cursor.execute(_statements(connection.alias).log, [
                 device.pk, code[:LOGGED_CODE_LENGTH], at, timezone.now(), outcome.result, outcome.reason,
                 outcome.asset.pk if outcome.asset is not None else None,
@@ -115,7 +124,9 @@ def _log(*, device: GateDevice, code: str, at: dt.datetime, outcome: ScanOutcome
         ).exclude(pk=logged.pk).update(superseded_by=logged)
 
 
-def _admit(*, device: GateDevice, code: str, at: dt.datetime, earliest_wins: bool = False) -> ScanOutcome:
+def _admit(
+    *, device: GateDevice, code: str, at: dt.datetime, earliest_wins: bool = False, logged_code: str
+) -> ScanOutcome:
     if not code:
         return ScanOutcome(UNKNOWN_CODE)
     if signing.looks_signed(code):
@@ -133,7 +144,8 @@ def _admit(*, device: GateDevice, code: str, at: dt.datetime, earliest_wins: boo
         candidates = _candidates(connection.alias, code)
         if not candidates:
             return ScanOutcome(UNKNOWN_CODE)
-        return _admit_first(device=device, candidates=candidates, at=at, earliest_wins=earliest_wins)
+        return _admit_first(device=device, candidates=candidates, at=at, earliest_wins=earliest_wins,
+                            logged_code=logged_code)
     # Asset numbers use capitals and digits only: a hand-typed lower-case one still matches.
     asset = Asset.objects.select_related("wallet").filter(asset_number=code.upper()).first()
     if asset is not None:
@@ -149,11 +161,13 @@ def _admit(*, device: GateDevice, code: str, at: dt.datetime, earliest_wins: boo
         )
         if not candidates:
             return ScanOutcome(UNKNOWN_CODE)
-    return _admit_first(device=device, candidates=candidates, at=at, earliest_wins=earliest_wins)
+    return _admit_first(device=device, candidates=candidates, at=at, earliest_wins=earliest_wins,
+                        logged_code=logged_code)
 
 
 def _admit_first(
-    *, device: GateDevice, candidates: Iterable[Asset], at: dt.datetime, earliest_wins: bool = False
+    *, device: GateDevice, candidates: Iterable[Asset], at: dt.datetime, earliest_wins: bool = False,
+    logged_code: str,
 ) -> ScanOutcome:
     """Redeem the first candidate that passes every check; else the closest refusal."""
     if earliest_wins:
@@ -164,7 +178,7 @@ def _admit_first(
     for asset in candidates:
         reason = refusal(device=device, asset=asset, wallet=asset.wallet, at=at, earliest_wins=earliest_wins)
         outcome = (
-            _redeem(device=device, asset=asset, at=at, earliest_wins=earliest_wins)
+            _redeem(device=device, asset=asset, at=at, earliest_wins=earliest_wins, logged_code=logged_code)
             if reason is None else _refused(asset, reason)
         )
         if outcome.reason is None:
@@ -242,16 +256,28 @@ def _previous_redemption(asset: Asset, *, reread: bool = False) -> PreviousRedem
     return PreviousRedemption(at=at, device_id=str(device_id) if device_id else None)
 
 
-def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins: bool = False) -> ScanOutcome:
-    """Admit `asset` once. The row lock orders this scan with a concurrent cancellation (which
-    locks the same rows, see assets_redeemed); the conditional UPDATE is the guarantee.
+def _redeem(
+    *, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins: bool = False, logged_code: str
+) -> ScanOutcome:
+    """Admit `asset` once, in a transaction that also logs the scan if it admitted. The row lock
+    orders this scan with a concurrent cancellation (which locks the same rows, see
+    assets_redeemed); the conditional UPDATE is the guarantee.
 
     With `earliest_wins` (offline uploads) a redemption by a later scan moves to this one: the
     UPDATE's condition is "unused, or used later than `at`". The values read under the row lock
     only say whom the move displaced (the conflict reported) and whether it is the first use."""
     connection = connections[router.db_for_write(Asset)]
-    if connection.vendor == "postgresql" and not earliest_wins:
-        return _redeem_online(connection, device=device, asset=asset, at=at)
+    with transaction.atomic(using=connection.alias):
+        if connection.vendor == "postgresql" and not earliest_wins:
+            outcome = _redeem_online(connection, device=device, asset=asset, at=at)
+        else:
+            outcome = _redeem_orm(device=device, asset=asset, at=at, earliest_wins=earliest_wins)
+        if outcome.reason is None:
+            _log(device=device, code=logged_code, at=at, outcome=outcome)
+    return outcome
+
+
+def _redeem_orm(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins: bool) -> ScanOutcome:
     before_at, before_device = (
         Asset.objects.select_for_update(of=("self",)).filter(pk=asset.pk)
         .values_list("redeemed_at", "redeemed_by__device_id").get()
@@ -281,13 +307,14 @@ def _redeem(*, device: GateDevice, asset: Asset, at: dt.datetime, earliest_wins:
 
 def _redeem_online(connection, *, device: GateDevice, asset: Asset, at: dt.datetime) -> ScanOutcome:
     """_redeem for an online scan on PostgreSQL, in SQL of our own: the lock, then ONE conditional
-    UPDATE that also requires the wallet to be valid and not destroyed. That UPDATE runs after
-    the lock was granted, so its snapshot sees a cancellation that held the lock before it (a
-    cancellation locks these asset rows, assets_redeemed, before voiding the wallet); a
-    condition in the locking SELECT itself would be judged on the wallet row it read before
-    waiting. The reason is read only when the UPDATE changed nothing."""
+    UPDATE that also requires the wallet to be valid and not destroyed, and writes the change
+    row (record_redeemed's) in the same statement. That UPDATE runs after the lock was granted,
+    so its snapshot sees a cancellation that held the lock before it (a cancellation locks
+    these asset rows, assets_redeemed, before voiding the wallet); a condition in the locking
+    SELECT itself would be judged on the wallet row it read before waiting. The reason is read
+    only when the UPDATE changed nothing."""
     statements = _statements(connection.alias)
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection.alias) as cursor:
         cursor.execute(statements.lock, [asset.pk])
         before_at, before_device = cursor.fetchone()
         cursor.execute(statements.redeem, [at, device.pk, asset.pk, asset.wallet_id])
@@ -304,7 +331,6 @@ def _redeem_online(connection, *, device: GateDevice, asset: Asset, at: dt.datet
         previous = PreviousRedemption(at=before_at, device_id=str(before_device) if before_device else None)
         return ScanOutcome(ALREADY_REDEEMED, asset=asset, previous=previous)
     asset.redeemed_at, asset.redeemed_by = at, device
-    record_redeemed(asset=asset, at=at)
     redemption_recorded.send(sender=Asset, wallet_ids=[asset.wallet_id], at=at)
     return ScanOutcome(None, asset=asset, redeemed_at=at)
 
@@ -364,12 +390,16 @@ def _statements(alias: str) -> _Statements:
         f"LEFT JOIN {qn(device.db_table)} d ON d.{col(device, 'id')} = {a['redeemed_by_id']} "
         f"WHERE {a['id']} = %s FOR UPDATE OF a"
     )
+    # The redemption and its change row, one statement: the INSERT's row count is the UPDATE's.
     redeem = (
-        f"UPDATE {qn(asset.db_table)} SET {col(asset, 'redeemed_at')} = %s, {col(asset, 'redeemed_by')} = %s "
+        f"WITH redeemed AS (UPDATE {qn(asset.db_table)} "
+        f"SET {col(asset, 'redeemed_at')} = %s, {col(asset, 'redeemed_by')} = %s "
         f"WHERE {col(asset, 'id')} = %s AND {col(asset, 'redeemed_at')} IS NULL "
         f"AND EXISTS (SELECT 1 FROM {qn(wallet.db_table)} w WHERE {w['id']} = %s "
         f"AND {w['validity']} NOT IN ('{WalletValidity.VOID.value}', '{WalletValidity.PENDING.value}') "
-        f"AND {w['destroyed_at']} IS NULL)"
+        f"AND {w['destroyed_at']} IS NULL) "
+        f"RETURNING {col(asset, 'asset_number')}, {col(asset, 'item')}, {col(asset, 'redeemed_at')}) "
+        f"{redeemed_changes_sql('redeemed')}"
     )
     wallet_state = (
         f"SELECT {col(wallet, 'validity')}, {col(wallet, 'destroyed_at')} FROM {qn(wallet.db_table)} "
@@ -385,7 +415,7 @@ def _candidates(alias: str, code: str) -> list[Asset]:
     """What `code` names, in one statement: its asset (with its wallet), else the tickets of the
     wallets whose reference it is. Each asset also carries `redeemed_by_device_id` (the device
     that used it), so that an "already redeemed" answer needs no further statement."""
-    with connections[alias].cursor() as cursor:
+    with prepared_cursor(alias) as cursor:
         # Asset numbers use capitals and digits only: a hand-typed lower-case one still matches.
         cursor.execute(_statements(alias).candidates, [code.upper(), code, code, AssetType.TICKET.value])
         rows = cursor.fetchall()
