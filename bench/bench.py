@@ -26,9 +26,10 @@ f. Gate scans: POST /gate/scans under wrk (16 connections, ~20 s), half accepted
    bench/scan_setup.py, driven by bench/gate_scan.lua, checked against the scan log and the
    assets afterwards; its floor is the floor phase run again at 16 connections.
 
-Settings are production's: DEBUG off, SECRET_KEY set, gunicorn `channel_manager.wsgi` with 2
-workers per core and 2 threads each (BENCH_GUNICORN_ARGS adds arguments, to the floor's gunicorn
-too), LOG_LEVEL=INFO unless set.
+Settings are production's: DEBUG off, SECRET_KEY set, gunicorn `channel_manager.wsgi` with
+production's configuration file (channel_manager/deploy/gunicorn.conf.py: sync workers, 2 per
+core + 1; the floor is served with the same file; BENCH_GUNICORN_ARGS adds arguments to both),
+LOG_LEVEL=INFO unless set.
 The cluster from .ci/with-postgres runs with fsync=off and synchronous_commit=off, so commits are
 cheaper than on a production server: the pgbench line is there to compare machines.
 """
@@ -277,7 +278,8 @@ def floor_phase(seconds: int, connections: int, day: str, pgss: bool) -> dict:
     sql("DROP TABLE IF EXISTS bench_floor_row")
     sql(CREATE_TABLE)
     port = free_port()
-    gunicorn = start_gunicorn(port, app_env(DJANGO_SETTINGS_MODULE="bench.floor.settings"), app=FLOOR_WSGI)
+    gunicorn = start_gunicorn(port, app_env(DJANGO_SETTINGS_MODULE="bench.floor.settings"), app=FLOOR_WSGI,
+                              production=True)
     try:
         wrk_script(port, "create_order.lua", "/floor", 3, connections, ["WARM", PARTNER_ID, "-", day, "/floor", "201"])
         wait_quiet("WARM-", count_query=FLOOR_ROWS_LIKE)
@@ -874,7 +876,7 @@ def main() -> None:
 
     port = free_port()
     env = app_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
-    gunicorn = start_gunicorn(port, env)
+    gunicorn = start_gunicorn(port, env, production=True)
     meta["gunicorn"] = " ".join(gunicorn.argv[2:])
     meta["log_level"] = env["LOG_LEVEL"]
     meta["rate_limit"] = env["RATE_LIMIT_PER_PARTNER"]

@@ -221,6 +221,7 @@ REST_FRAMEWORK = {
     # DRF's JSONParser, refusing deep nesting as 400 malformed_json (not a RecursionError 500).
     "DEFAULT_PARSER_CLASSES": ["channel_manager.kernel.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "channel_manager.kernel.negotiation.ContentNegotiation",
     "EXCEPTION_HANDLER": "channel_manager.kernel.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
