@@ -497,3 +497,22 @@ def test_the_scan_log_is_searchable_by_code(admin_client, gate, order):
     page = admin_client.get(reverse("admin:wallets_gatescan_changelist"), {"q": asset.asset_number})
     html = page.content.decode()
     assert page.status_code == 200 and asset.asset_number in html and "SOMETHING-ELSE" not in html
+
+
+def test_a_redemption_whose_log_row_fails_is_rolled_back_with_it(device_and_token, order, monkeypatch):
+    from wallets.gate import services
+    from wallets.models import GateChange
+
+    number = ticket(order, "DAY-ADULT").asset_number
+
+    def failing_log(**kwargs):
+        raise RuntimeError("the scan log is unavailable")
+
+    monkeypatch.setattr(services, "_log", failing_log)
+    with pytest.raises(RuntimeError):
+        services.scan_code(device=device_and_token[0], code=number, scanned_at=NOON)
+    assert Asset.objects.get(asset_number=number).redeemed_at is None
+    assert not GateChange.objects.filter(asset_number=number).exists()
+    monkeypatch.undo()
+    assert services.scan_code(device=device_and_token[0], code=number, scanned_at=NOON).reason is None
+    assert GateScan.objects.filter(code=number, result="accepted").count() == 1
