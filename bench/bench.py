@@ -278,8 +278,7 @@ def floor_phase(seconds: int, connections: int, day: str, pgss: bool) -> dict:
     sql("DROP TABLE IF EXISTS bench_floor_row")
     sql(CREATE_TABLE)
     port = free_port()
-    gunicorn = start_gunicorn(port, app_env(DJANGO_SETTINGS_MODULE="bench.floor.settings"), app=FLOOR_WSGI,
-                              production=True)
+    gunicorn = start_gunicorn(port, app_env(DJANGO_SETTINGS_MODULE="bench.floor.settings"), app=FLOOR_WSGI)
     try:
         wrk_script(port, "create_order.lua", "/floor", 3, connections, ["WARM", PARTNER_ID, "-", day, "/floor", "201"])
         wait_quiet("WARM-", count_query=FLOOR_ROWS_LIKE)
@@ -876,7 +875,7 @@ def main() -> None:
 
     port = free_port()
     env = app_env(PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
-    gunicorn = start_gunicorn(port, env, production=True)
+    gunicorn = start_gunicorn(port, env)
     meta["gunicorn"] = " ".join(gunicorn.argv[2:])
     meta["log_level"] = env["LOG_LEVEL"]
     meta["rate_limit"] = env["RATE_LIMIT_PER_PARTNER"]

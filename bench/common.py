@@ -221,22 +221,17 @@ PRODUCT_WSGI = "channel_manager.wsgi"
 PRODUCTION_CONFIG = REPO / "channel_manager" / "deploy" / "gunicorn.conf.py"
 
 
-def gunicorn_argv(port: int, workers: int | None = None, threads: int | None = None, app: str = PRODUCT_WSGI,
-                  production: bool = False) -> list[str]:
-    """How gunicorn serves `app` (channel_manager.wsgi, or the benchmark's floor, bench/floor):
-    with `production`, production's configuration file (channel_manager/deploy/gunicorn.conf.py:
-    its workers, threads, switch interval, recycling and limits), else 2 workers per core with 2
-    threads each. Either way bound here, with a short graceful timeout and warnings only from
-    gunicorn itself; `workers`/`threads` and BENCH_GUNICORN_ARGS override."""
+def gunicorn_argv(port: int, workers: int | None = None, threads: int | None = None,
+                  app: str = PRODUCT_WSGI) -> list[str]:
+    """How production serves `app` (channel_manager.wsgi, or the benchmark's floor, bench/floor):
+    production's configuration file (channel_manager/deploy/gunicorn.conf.py: its workers,
+    threads, recycling and limits), bound here, with a short graceful timeout and only warnings
+    from gunicorn itself; `workers`/`threads` and BENCH_GUNICORN_ARGS override."""
     extra = shlex.split(os.environ.get("BENCH_GUNICORN_ARGS", ""))
-    if production:
-        shape = ["-c", str(PRODUCTION_CONFIG)]
-        shape += ["--workers", str(workers)] if workers else []
-        shape += ["--threads", str(threads)] if threads else []
-    else:
-        shape = ["--workers", str(workers or 2 * CORES), "--threads", str(threads or 2)]
+    shape = ["--workers", str(workers)] if workers else []
+    shape += ["--threads", str(threads)] if threads else []
     return [
-        PY, "-m", "gunicorn", app, *shape,
+        PY, "-m", "gunicorn", app, "-c", str(PRODUCTION_CONFIG), *shape,
         "--bind", f"127.0.0.1:{port}",
         "--graceful-timeout", "5",
         "--log-level", "warning",
@@ -245,8 +240,8 @@ def gunicorn_argv(port: int, workers: int | None = None, threads: int | None = N
 
 
 def start_gunicorn(port: int, env: dict[str, str], workers: int | None = None, threads: int | None = None,
-                   app: str = PRODUCT_WSGI, production: bool = False) -> Child:
-    child = Child("gunicorn", gunicorn_argv(port, workers, threads, app, production), env)
+                   app: str = PRODUCT_WSGI) -> Child:
+    child = Child("gunicorn", gunicorn_argv(port, workers, threads, app), env)
     deadline = time.monotonic() + 60
     while not port_answers(port):
         if not child.alive():

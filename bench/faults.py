@@ -1179,7 +1179,7 @@ def setup(args) -> Context:
     # Plain-text logs at WARNING: a 500's traceback is shown from the web server's log.
     env = app_env(**FAST, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}", LOG_LEVEL="WARNING", LOG_FORMAT="plain")
     ctx = Context(port, keys, env)
-    ctx.gunicorn = start_gunicorn(port, env, production=True)  # production's gunicorn.conf.py
+    ctx.gunicorn = start_gunicorn(port, env)  # production's gunicorn.conf.py
     return ctx
 
 
